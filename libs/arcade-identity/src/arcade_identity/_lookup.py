@@ -1,0 +1,116 @@
+"""Who an API key belongs to, asked of Arcade Cloud at most once per process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from arcade_identity.exceptions import InvalidApiKeyError, PrincipalLookupError
+
+if TYPE_CHECKING:
+    import httpx
+
+VALIDATE_PATH = "/api/v1/auth/validate"
+LOOKUP_TIMEOUT = 2.0
+
+T = TypeVar("T")
+
+
+class Principal:
+    """The account behind an API key."""
+
+    __slots__ = ("email", "principal_id")
+
+    def __init__(self, principal_id: str, email: str | None = None) -> None:
+        self.principal_id = principal_id
+        self.email = email
+
+    def __repr__(self) -> str:
+        return f"Principal(principal_id={self.principal_id!r}, email={self.email!r})"
+
+
+# One answer (or failure) per (base URL, key) for the life of the process, so that
+# `arcade login`'s own validation also serves as the tracker's lookup.
+_answers: dict[tuple[str, str], Principal | Exception] = {}
+
+
+def lookup_principal(
+    api_key: str,
+    base_url: str,
+    *,
+    timeout: float = LOOKUP_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+) -> Principal:
+    """`GET {base_url}/api/v1/auth/validate` with the key as a bearer token.
+
+    `timeout` bounds the whole call, name resolution included. Raises
+    InvalidApiKeyError for a refused key and PrincipalLookupError for anything
+    else that keeps us from an answer. The outcome is cached for the process.
+    """
+    cache_key = (base_url, api_key)
+    if cache_key not in _answers:
+        try:
+            answer: Principal | Exception = _within(
+                timeout, lambda: _request(api_key, base_url, timeout, transport)
+            )
+        except (InvalidApiKeyError, PrincipalLookupError) as exc:
+            answer = exc
+        _answers[cache_key] = answer
+    answer = _answers[cache_key]
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+def _request(
+    api_key: str, base_url: str, timeout: float, transport: httpx.BaseTransport | None
+) -> Principal:
+    import httpx
+
+    url = base_url.rstrip("/") + VALIDATE_PATH
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            response = client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+    except Exception as exc:  # refused, reset, bad URL, TLS: all mean "no answer"
+        raise PrincipalLookupError(f"cannot reach Arcade Cloud at {base_url}") from exc
+    if response.status_code in (401, 403):
+        raise InvalidApiKeyError("Arcade Cloud rejected the API key")
+    if response.status_code != 200:
+        raise PrincipalLookupError(
+            f"Arcade Cloud at {base_url} answered HTTP {response.status_code}"
+        )
+    try:
+        data = response.json()["data"]
+        principal_id = data["principal_id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent an unexpected reply") from exc
+    if not isinstance(principal_id, str) or not principal_id:
+        raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent no principal id")
+    email = data.get("email")
+    return Principal(principal_id, email if isinstance(email, str) else None)
+
+
+def _within(timeout: float, call: Callable[[], T]) -> T:
+    """Run `call` on a daemon thread and give up after `timeout` seconds.
+
+    httpx's timeouts apply per phase and not to DNS; a thread with a deadline
+    bounds the whole exchange. An abandoned thread dies with the process.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="arcade-principal-lookup", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failure:
+        raise failure[0]
+    if not outcome:
+        raise PrincipalLookupError(f"Arcade Cloud did not answer within {timeout:g} s")
+    return outcome[0]
