@@ -1,0 +1,1 @@
+"""The `arcade` command: log in to Arcade Cloud and manage usage analytics."""

@@ -18,7 +18,7 @@ from arcade_identity._credentials import (
 from arcade_identity._files import write_atomic
 from arcade_identity._identity import UsageIdentity
 from arcade_identity._lookup import Principal, lookup_principal
-from arcade_identity._paths import arcade_dir
+from arcade_identity._paths import DEFAULT_CLOUD_URL, arcade_dir
 from arcade_identity.exceptions import (
     CredentialsError,
     IdentityUnavailableError,
@@ -27,6 +27,7 @@ from arcade_identity.exceptions import (
 )
 
 __all__ = [
+    "DEFAULT_CLOUD_URL",
     "Credentials",
     "CredentialsError",
     "IdentityUnavailableError",

@@ -79,6 +79,13 @@ class UsageIdentity:
             self._data = data
         return dict(self._data)
 
+    def peek(self) -> Data | None:
+        """The identity on disk, without creating one; None when there is none yet.
+
+        Raises IdentityUnavailableError when the file cannot be read.
+        """
+        return dict(self._data) if self._data is not None else self._read()
+
     @property
     def anon_id(self) -> str:
         return str(self.load_or_create()["anon_id"])

@@ -1,0 +1,122 @@
+"""`arcade login`, `arcade logout`, `arcade whoami`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from arcade_identity import (
+    DEFAULT_CLOUD_URL,
+    Credentials,
+    CredentialsError,
+    InvalidApiKeyError,
+    Principal,
+    PrincipalLookupError,
+    cloud_base_url,
+    lookup_principal,
+    read_credentials,
+    remove_credentials,
+    save_credentials,
+)
+
+from arcade_cli.exceptions import ArcadeCliError
+
+LOGIN_TIMEOUT = 300.0
+
+
+def login(
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Log in with this API key instead of the browser."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Arcade Cloud URL (default: Arcade's).")
+    ] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the login URL without opening it.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the browser.", hidden=True)
+    ] = LOGIN_TIMEOUT,
+) -> None:
+    """Log in to Arcade Cloud, with the browser or an API key."""
+    base_url = (host or cloud_base_url()).rstrip("/")
+    current = _current_credentials()
+    email_hint = None
+    if api_key is None:
+        if current is not None:
+            typer.echo(
+                f"Already logged in as {current.email or 'an Arcade user'}. "
+                "Run `arcade logout` first to switch accounts."
+            )
+            return
+        api_key, email_hint = _browser_login(
+            base_url, open_browser=not no_browser, timeout=timeout
+        )
+    principal = _validate(api_key, base_url)
+    email = principal.email or email_hint
+    coordinator_url = base_url if host and base_url != DEFAULT_CLOUD_URL else None
+    try:
+        save_credentials(Credentials(api_key, email, coordinator_url))
+    except OSError as exc:
+        raise ArcadeCliError(f"cannot save credentials: {exc.strerror or exc}") from exc
+    who = email or "your Arcade account"
+    if current is not None and current.email and current.email != email:
+        typer.echo(f"Logged in as {who} (replacing {current.email}).")
+    else:
+        typer.echo(f"Logged in as {who}.")
+
+
+def logout() -> None:
+    """Log out: remove the saved credentials."""
+    try:
+        removed = remove_credentials()
+    except OSError as exc:
+        raise ArcadeCliError(f"cannot remove credentials: {exc.strerror or exc}") from exc
+    typer.echo("Logged out." if removed else "Not logged in.")
+
+
+def whoami() -> None:
+    """Show the account you are logged in as."""
+    credentials = _current_credentials()
+    if credentials is None:
+        raise ArcadeCliError("not logged in. Run `arcade login`.")
+    base_url = cloud_base_url(credentials)
+    try:
+        principal_id = lookup_principal(credentials.api_key, base_url).principal_id
+    except InvalidApiKeyError as exc:
+        raise ArcadeCliError(
+            f"Arcade Cloud at {base_url} rejected the saved API key. Run `arcade login` again."
+        ) from exc
+    except PrincipalLookupError as exc:
+        principal_id = f"unknown ({exc})"
+    typer.echo(f"Email:     {credentials.email or 'unknown'}")
+    typer.echo(f"Principal: {principal_id}")
+    typer.echo(f"Cloud:     {base_url}")
+
+
+def _current_credentials() -> Credentials | None:
+    try:
+        return read_credentials()
+    except CredentialsError as exc:
+        raise ArcadeCliError(f"{exc}. Run `arcade logout`, then `arcade login`.") from exc
+
+
+def _validate(api_key: str, base_url: str) -> Principal:
+    try:
+        return lookup_principal(api_key, base_url)
+    except InvalidApiKeyError as exc:
+        raise ArcadeCliError(f"Arcade Cloud at {base_url} rejected the API key.") from exc
+    except PrincipalLookupError as exc:
+        raise ArcadeCliError(str(exc)) from exc
+
+
+def _browser_login(base_url: str, *, open_browser: bool, timeout: float) -> tuple[str, str | None]:
+    from arcade_cli._login_server import LoginTimeoutError, wait_for_login
+
+    try:
+        return wait_for_login(base_url, open_browser=open_browser, timeout=timeout)
+    except LoginTimeoutError as exc:
+        raise ArcadeCliError(str(exc)) from exc
+    except OSError as exc:
+        raise ArcadeCliError(f"cannot start the login callback server: {exc}") from exc

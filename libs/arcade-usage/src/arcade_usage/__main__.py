@@ -1,0 +1,8 @@
+"""Entry point of the detached sender; see `arcade_usage._sender`."""
+
+from __future__ import annotations
+
+from arcade_usage._sender import main
+
+if __name__ == "__main__":
+    main()

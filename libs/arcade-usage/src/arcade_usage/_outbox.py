@@ -1,0 +1,161 @@
+"""The on-disk outbox: events handed over for delivery, kept until PostHog has them.
+
+One JSON file per message, written atomically, named by the time it was queued so
+that a listing is the delivery order (an alias queued by a command sorts ahead of
+the event that follows it). A file leaves the outbox only after PostHog accepted
+it, so a sender killed at any moment loses nothing and a resend keeps the uuid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from arcade_identity import arcade_dir, write_atomic
+
+from arcade_usage._settings import OUTBOX_DIR
+
+MAX_MESSAGES = 1000
+MAX_AGE_SECONDS = 7 * 24 * 3600
+STALE_TEMP_SECONDS = 3600
+UPLOAD_LOCK = ".upload.lock"
+
+Message = dict[str, Any]
+
+
+class Outbox:
+    """A directory of messages waiting for PostHog."""
+
+    def __init__(self, work_dir: str | os.PathLike[str] | None = None) -> None:
+        self.directory: Path = arcade_dir(work_dir) / OUTBOX_DIR
+
+    def put(self, message: Message) -> Path:
+        """Queue `message` behind everything queued before it."""
+        path = self.directory / f"{time.time_ns():020d}-{message['uuid']}.json"
+        write_atomic(path, json.dumps(message, separators=(",", ":")).encode())
+        return path
+
+    def paths(self) -> list[Path]:
+        """Queued messages, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return []
+        return [self.directory / n for n in sorted(names) if n.endswith(".json") and n[0] != "."]
+
+    def count(self) -> int:
+        return len(self.paths())
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Drop what is beyond the bounds (older than 7 days, past the newest 1,000).
+
+        Returns the paths that remain, oldest first.
+        """
+        now = time.time() if now is None else now
+        keep: list[Path] = []
+        for path in self.paths():
+            queued_at = _queued_at(path)
+            if queued_at is None or now - queued_at > MAX_AGE_SECONDS:
+                _unlink(path)
+            else:
+                keep.append(path)
+        for path in keep[:-MAX_MESSAGES]:
+            _unlink(path)
+        for name in _listdir(self.directory):
+            temp = self.directory / name
+            if name.endswith(".tmp") and _age(temp, now) > STALE_TEMP_SECONDS:
+                _unlink(temp)  # left by a writer killed mid-write
+        return keep[-MAX_MESSAGES:]
+
+    @contextlib.contextmanager
+    def upload_lock(self) -> Iterator[bool]:
+        """Try, without waiting, to become the one process uploading; yields whether it did."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _try_lock(self.directory / UPLOAD_LOCK) as acquired:
+            yield acquired
+
+
+def read_message(path: Path) -> Message | None:
+    """The message in `path`, or None if it is gone or unreadable as one."""
+    try:
+        message = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return message if is_message(message) else None
+
+
+def is_message(message: object) -> bool:
+    return (
+        isinstance(message, dict)
+        and isinstance(message.get("event"), str)
+        and isinstance(message.get("distinct_id"), str)
+        and isinstance(message.get("uuid"), str)
+        and isinstance(message.get("timestamp"), str)
+        and isinstance(message.get("properties"), dict)
+    )
+
+
+def _queued_at(path: Path) -> float | None:
+    try:
+        return int(path.name.split("-", 1)[0]) / 1e9
+    except ValueError:
+        return None
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _listdir(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    """A non-blocking exclusive lock on `path`, released when the block (or process) ends.
+
+    On POSIX this is a plain `flock`: a sender that only hands its event over
+    must not pay filelock's import. Elsewhere filelock does the work.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -1,0 +1,161 @@
+"""UsageService: capture (detached) and alias (synchronous) against PostHog."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from arcade_identity import arcade_dir
+
+from arcade_usage._consent import is_tracking_enabled
+from arcade_usage._outbox import Message, Outbox
+from arcade_usage._settings import (
+    API_KEY_ENV,
+    HOST_ENV,
+    debug_enabled,
+    posthog_api_key,
+    posthog_host,
+)
+from arcade_usage._spawn import spawn_sender
+
+ALIAS_TIMEOUT = 2.0
+
+
+class UsageService:
+    """Sends usage events to PostHog without making the caller wait.
+
+    `host`, `api_key` and `work_dir` default to `ARCADE_USAGE_POSTHOG_HOST`,
+    `ARCADE_USAGE_POSTHOG_API_KEY` and `ARCADE_WORK_DIR` (read when used, so a
+    service made at import time still honours the environment of the call).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        api_key: str | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._host = host
+        self._api_key = api_key
+        self._work_dir = work_dir
+
+    @property
+    def host(self) -> str:
+        return self._host or posthog_host()
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key or posthog_api_key()
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self._work_dir)
+
+    def capture(
+        self,
+        event_name: str,
+        distinct_id: str,
+        properties: dict[str, Any],
+        is_anon: bool = False,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Hand the event to a detached sender and return at once.
+
+        Anonymous events carry `$process_person_profile: false`, so PostHog keeps no
+        person profile for someone who never logged in.
+        """
+        if not is_tracking_enabled(self._work_dir):
+            return
+        properties = dict(properties)
+        if is_anon:
+            properties["$process_person_profile"] = False
+        message = _message(event_name, distinct_id, properties, timestamp)
+        if debug_enabled():
+            _print_debug(message)
+            return
+        directory = arcade_dir(self._work_dir)
+        env = {HOST_ENV: self.host, API_KEY_ENV: self.api_key}
+        if self._work_dir is not None:
+            env["ARCADE_WORK_DIR"] = os.fspath(self._work_dir)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            spawn_sender(message, cwd=directory, env=env)
+        except OSError:
+            pass  # analytics never break the command
+
+    def alias(self, previous_id: str, distinct_id: str) -> bool:
+        """Tell PostHog that `previous_id` and `distinct_id` are one person; wait 2 s at most.
+
+        Synchronous, so that the alias reaches PostHog before any event sent as
+        `distinct_id`. If it cannot be delivered in time it is queued in the outbox,
+        where it sorts ahead of every later event. Returns whether it was delivered.
+        """
+        if not is_tracking_enabled(self._work_dir):
+            return False
+        message = _message(
+            "$create_alias",
+            previous_id,
+            {"distinct_id": previous_id, "alias": distinct_id},
+            None,
+        )
+        if debug_enabled():
+            _print_debug(message)
+            return True
+        if _deliver_within(ALIAS_TIMEOUT, message, self.host, self.api_key):
+            return True
+        try:
+            self.outbox.put(message)
+        except OSError:
+            pass
+        return False
+
+
+def _message(
+    event: str, distinct_id: str, properties: dict[str, Any], timestamp: datetime | None
+) -> Message:
+    when = timestamp or datetime.now(timezone.utc)
+    return {
+        "event": event,
+        "distinct_id": distinct_id,
+        "properties": properties,
+        "timestamp": when.isoformat(),
+        "uuid": str(uuid.uuid4()),
+    }
+
+
+def _print_debug(message: Message) -> None:
+    print(json.dumps(message, sort_keys=True), file=sys.stderr, flush=True)
+
+
+def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -> bool:
+    """Post `message` on a daemon thread; True only if PostHog took it within `timeout`.
+
+    The request's own timeout does not cover name resolution, the thread's deadline
+    does. A request that outlives the deadline is abandoned; the outbox copy has the
+    same uuid, so a late arrival of both is one event to PostHog.
+    """
+    from arcade_usage._delivery import post_batch
+    from arcade_usage.exceptions import DeliveryError
+
+    done = threading.Event()
+    delivered: list[bool] = []
+
+    def post() -> None:
+        try:
+            post_batch([message], host=host, api_key=api_key, timeout=timeout)
+            delivered.append(True)
+        except DeliveryError:
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=post, name="arcade-usage-alias", daemon=True).start()
+    done.wait(timeout)
+    return bool(delivered)

@@ -1,0 +1,43 @@
+"""Starting the detached sender so that the command never waits for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from arcade_usage._settings import EVENT_ENV, SENDER_ENV
+
+# Windows: no console window, not tied to the parent's console or Ctrl+C.
+_WINDOWS_FLAGS = 0x00000008 | 0x00000200 | 0x08000000  # DETACHED, NEW_PROCESS_GROUP, NO_WINDOW
+
+
+def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> None:
+    """Start `python -m arcade_usage` in its own session with `message` in its environment.
+
+    stdio goes to the null device and no descriptor is inherited, so a pipe the
+    user reads from (`arcade ... | head`) closes when the command does. The working
+    directory is `cwd` (the `.arcade` directory), never the user's project, which
+    `-m` would otherwise put first on the sender's import path.
+    """
+    if not sys.executable:
+        return
+    child_env = {**os.environ, **env, EVENT_ENV: json.dumps(message), SENDER_ENV: "1"}
+    options: dict[str, Any] = {}
+    if os.name == "nt":
+        options["creationflags"] = _WINDOWS_FLAGS
+    else:
+        options["start_new_session"] = True
+    subprocess.Popen(
+        [sys.executable, "-m", "arcade_usage"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+        cwd=cwd,
+        env=child_env,
+        **options,
+    )

@@ -1,0 +1,142 @@
+"""TrackedTyper: a drop-in `typer.Typer` that reports every command it runs.
+
+This is the only module of arcade-usage that imports typer (install the
+`arcade-usage[typer]` extra).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from typer._click.exceptions import ClickException
+from typer._click.globals import get_current_context
+from typer.models import CommandInfo
+
+from arcade_usage._properties import scrub
+from arcade_usage._tracker import CommandTracker
+
+_SENSITIVE_WORDS = ("key", "token", "secret", "password")
+_INSTRUMENTED = "__arcade_usage_instrumented__"
+
+
+class _Run:
+    """What one invocation did: which command ran, and the error the user saw."""
+
+    def __init__(self) -> None:
+        self.command_name: str | None = None
+        self.error: str | None = None
+        self.secrets: list[str] = []
+
+
+class TrackedTyper(typer.Typer):
+    """A `typer.Typer` whose commands, subcommands included, are each tracked once.
+
+    `tracker` records the events (default: a `CommandTracker()`); `login_command`
+    and `logout_command` name the dotted commands that change who the user is.
+    Everything else is passed to `typer.Typer`. Eager options such as `--help` and
+    `--version`, and usage errors that stop before a command runs, send nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracker: CommandTracker | None = None,
+        login_command: str | None = None,
+        logout_command: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.tracker = tracker if tracker is not None else CommandTracker()
+        self.login_command = login_command
+        self.logout_command = logout_command
+        self._run: _Run | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._run = run = _Run()
+        _instrument(self, lambda: self._run)
+        started = time.perf_counter()
+        exit_code = 1
+        try:
+            result = super().__call__(*args, **kwargs)
+            exit_code = 0
+            return result
+        except SystemExit as exc:
+            exit_code, message = _exit_status(exc)
+            run.error = run.error or message
+            raise
+        finally:
+            self._run = None
+            if run.command_name is not None:
+                self._report(run, exit_code, (time.perf_counter() - started) * 1000)
+
+    def _report(self, run: _Run, exit_code: int, duration_ms: float) -> None:
+        name = run.command_name or ""
+        error = None
+        if exit_code != 0:
+            error = scrub(run.error or "", run.secrets) or f"exit code {exit_code}"
+        self.tracker.track_command_execution(
+            name,
+            success=exit_code == 0,
+            duration_ms=duration_ms,
+            error_message=error,
+            is_login=name == self.login_command,
+            is_logout=name == self.logout_command,
+        )
+
+
+def _instrument(app: typer.Typer, current: Callable[[], _Run | None]) -> None:
+    """Wrap every command callback of `app` and its sub-apps (once) to record into the run."""
+    for info in app.registered_commands:
+        _wrap(info, current)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _instrument(group.typer_instance, current)
+
+
+def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
+    callback = info.callback
+    if callback is None or getattr(callback, _INSTRUMENTED, False):
+        return
+
+    @functools.wraps(callback)
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        run = current()
+        if run is None:  # called outside TrackedTyper.__call__ (e.g. as a plain function)
+            return callback(*args, **kwargs)
+        ctx = get_current_context()
+        names: list[str] = []
+        while ctx.parent is not None:
+            names.append(ctx.info_name or "")
+            ctx = ctx.parent
+        run.command_name = ".".join(reversed(names)) or (ctx.info_name or "")
+        run.secrets = [
+            v for k, v in kwargs.items() if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
+        ]
+        try:
+            return callback(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ClickException as exc:
+            run.error = exc.format_message()
+            raise
+        except (typer.Abort, KeyboardInterrupt):
+            run.error = "Aborted!"
+            raise
+        except Exception as exc:
+            run.error = f"{type(exc).__name__}: {exc}"
+            raise
+
+    setattr(tracked, _INSTRUMENTED, True)
+    info.callback = tracked
+
+
+def _exit_status(exc: SystemExit) -> tuple[int, str | None]:
+    if exc.code is None:
+        return 0, None
+    if isinstance(exc.code, int):
+        return exc.code, None
+    return 1, str(exc.code)
