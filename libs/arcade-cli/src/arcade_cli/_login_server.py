@@ -69,7 +69,9 @@ def wait_for_login(base_url: str, *, open_browser: bool, timeout: float) -> tupl
     callback_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
     query = urlencode({"callback_uri": callback_uri, "state": server.state})
     url = f"{base_url}{LOGIN_PATH}?{query}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
     thread.start()
     try:
         typer.echo("Open this URL in your browser to log in:")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
-from arcade_usage.typer import TrackedTyper
 
 from arcade_cli._tracking import tracker
 from arcade_cli.commands import auth, usage
+from arcade_usage.typer import TrackedTyper
 
 app = TrackedTyper(
     name="arcade",
@@ -58,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

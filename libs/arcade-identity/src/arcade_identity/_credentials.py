@@ -116,4 +116,3 @@ def cloud_base_url(credentials: Credentials | None = None) -> str:
     """`ARCADE_CLOUD_URL`, else the saved coordinator URL, else Arcade Cloud's."""
     url = os.environ.get("ARCADE_CLOUD_URL") or (credentials and credentials.coordinator_url)
     return (url or DEFAULT_CLOUD_URL).rstrip("/")
-

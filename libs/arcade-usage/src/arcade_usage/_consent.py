@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from arcade_identity import arcade_dir, write_atomic
-
 from arcade_usage._settings import (
     DISABLED_FILE,
     DO_NOT_TRACK_ENV,

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from arcade_identity import arcade_dir, write_atomic
-
 from arcade_usage._settings import OUTBOX_DIR
 
 MAX_MESSAGES = 1000

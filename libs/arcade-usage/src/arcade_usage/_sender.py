@@ -39,7 +39,9 @@ def main() -> None:
     deliver_outbox(outbox, host=posthog_host(), api_key=posthog_api_key())
 
 
-def deliver_outbox(outbox: Outbox, *, host: str, api_key: str, timeout: float = SEND_TIMEOUT) -> int:
+def deliver_outbox(
+    outbox: Outbox, *, host: str, api_key: str, timeout: float = SEND_TIMEOUT
+) -> int:
     """Upload the outbox in order unless another process already is; returns how many went.
 
     Stops at the first batch PostHog does not take, so what follows it (an event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -11,7 +12,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from arcade_identity import arcade_dir
-
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._outbox import Message, Outbox
 from arcade_usage._settings import (
@@ -110,10 +110,8 @@ class UsageService:
             return True
         if _deliver_within(ALIAS_TIMEOUT, message, self.host, self.api_key):
             return True
-        try:
+        with contextlib.suppress(OSError):
             self.outbox.put(message)
-        except OSError:
-            pass
         return False
 
 

@@ -7,7 +7,6 @@ import sys
 from datetime import datetime, timezone
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
-
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._notice import print_notice
 from arcade_usage._properties import FAILED, SUCCEEDED, command_properties, scrub
@@ -62,9 +61,7 @@ class CommandTracker:
             return
         finished_at = datetime.now(timezone.utc)
         try:
-            self._track(
-                command_name, success, duration_ms, error_message, is_logout, finished_at
-            )
+            self._track(command_name, success, duration_ms, error_message, is_logout, finished_at)
         except IdentityUnavailableError:
             pass  # usage.json cannot be read or written: tracking quietly does nothing
         except Exception as exc:  # a tracking bug must never fail the user's command
@@ -101,7 +98,11 @@ class CommandTracker:
             return
         principal = self._link_principal()
         self.service.capture(
-            event, principal or identity.anon_id, properties, principal is None, timestamp=finished_at
+            event,
+            principal or identity.anon_id,
+            properties,
+            principal is None,
+            timestamp=finished_at,
         )
 
     def _link_principal(self) -> str | None:

@@ -114,7 +114,9 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
             ctx = ctx.parent
         run.command_name = ".".join(reversed(names)) or (ctx.info_name or "")
         run.secrets = [
-            v for k, v in kwargs.items() if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
+            v
+            for k, v in kwargs.items()
+            if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
         ]
         try:
             return callback(*args, **kwargs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+from arcade_cli.exceptions import ArcadeCliError
 from arcade_identity import (
     DEFAULT_CLOUD_URL,
     Credentials,
@@ -18,8 +20,6 @@ from arcade_identity import (
     remove_credentials,
     save_credentials,
 )
-
-from arcade_cli.exceptions import ArcadeCliError
 
 LOGIN_TIMEOUT = 300.0
 
@@ -50,9 +50,7 @@ def login(
                 "Run `arcade logout` first to switch accounts."
             )
             return
-        api_key, email_hint = _browser_login(
-            base_url, open_browser=not no_browser, timeout=timeout
-        )
+        api_key, email_hint = _browser_login(base_url, open_browser=not no_browser, timeout=timeout)
     principal = _validate(api_key, base_url)
     email = principal.email or email_hint
     coordinator_url = base_url if host and base_url != DEFAULT_CLOUD_URL else None

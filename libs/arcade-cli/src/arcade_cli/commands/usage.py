@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typer
-from arcade_identity import IdentityUnavailableError
-from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state
 
 from arcade_cli._tracking import tracker
 from arcade_cli.exceptions import ArcadeCliError
+from arcade_identity import IdentityUnavailableError
+from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state
 
 app = typer.Typer(help="See and control the usage data arcade sends.", no_args_is_help=True)
 

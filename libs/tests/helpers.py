@@ -1,0 +1,61 @@
+"""Helpers for tests: run the real `arcade`, wait on conditions, find live senders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ARCADE = Path(sys.executable).with_name("arcade.exe" if os.name == "nt" else "arcade")
+
+
+def run_arcade(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `arcade` entry point as a user would, in this test's environment."""
+    return subprocess.run(
+        [str(ARCADE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+        check=False,
+    )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def sender_pids(work_dir: Path) -> list[int]:
+    """Live `python -m arcade_usage` processes working for `work_dir` (Linux /proc)."""
+    wanted = f"ARCADE_WORK_DIR={work_dir}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if b"arcade_usage" not in cmdline:
+                continue
+            if wanted not in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                continue
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            pids.append(int(entry))
+    return pids
