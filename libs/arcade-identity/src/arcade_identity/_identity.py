@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -234,10 +235,9 @@ class UsageIdentity:
 
     def _remember_failed_lookup(self, key_id: str) -> None:
         record = {"failed_at": self._clock(), "key": key_id}
-        try:
+        # If this cannot be written, the next command simply tries again.
+        with contextlib.suppress(OSError):
             write_atomic(self._failure_path, json.dumps(record).encode())
-        except OSError:
-            pass  # then the next command tries again; nothing is lost
 
 
 def _valid(raw: bytes) -> Data | None:
