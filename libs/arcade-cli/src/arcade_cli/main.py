@@ -1,58 +1,19 @@
-"""The `arcade` application and its console-script entry point."""
+"""The console-script entry point of `arcade`."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from arcade_cli._tracking import tracker
-from arcade_cli.commands import auth, usage
-from arcade_usage.typer import TrackedTyper
-
-app = TrackedTyper(
-    name="arcade",
-    help="Arcade's command-line tool.",
-    tracker=tracker,
-    login_command="login",
-    logout_command="logout",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
-app.command()(auth.login)
-app.command()(auth.logout)
-app.command()(auth.whoami)
-app.add_typer(usage.app, name="usage")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(_version())
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", help="Show the version and exit.", callback=_print_version, is_eager=True
-        ),
-    ] = False,
-) -> None:
-    """Arcade's command-line tool."""
-
-
-def _version() -> str:
-    from arcade_usage import installed_version
-
-    return installed_version("arcade-cli")
+import sys
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run `arcade`. A bare `--version` answers without loading the application."""
+    if sys.argv[1:] == ["--version"]:
+        from importlib.metadata import version
+
+        print(version("arcade-cli"))
+        return
+    from arcade_cli.app import app
+
     app(prog_name="arcade")
 
 

@@ -1,0 +1,46 @@
+"""The `arcade` Typer application: its commands and global options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from arcade_cli._tracking import tracker
+from arcade_cli.commands import auth, usage
+from arcade_usage import installed_version
+from arcade_usage.typer import TrackedTyper
+
+app = TrackedTyper(
+    name="arcade",
+    help="Arcade's command-line tool.",
+    tracker=tracker,
+    login_command="login",
+    logout_command="logout",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(auth.whoami)
+app.add_typer(usage.app, name="usage")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(installed_version("arcade-cli"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Arcade's command-line tool."""
