@@ -17,7 +17,8 @@ from arcade_usage._consent import (
 from arcade_usage._outbox import Outbox
 from arcade_usage._properties import FAILED, SUCCEEDED, scrub
 from arcade_usage._service import UsageService
-from arcade_usage._tracker import CommandTracker, installed_version
+from arcade_usage._tracker import CommandTracker
+from arcade_usage._version import installed_version
 from arcade_usage.exceptions import DeliveryError
 
 __all__ = [

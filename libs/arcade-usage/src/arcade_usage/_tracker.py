@@ -12,6 +12,7 @@ from arcade_usage._notice import print_notice
 from arcade_usage._properties import FAILED, SUCCEEDED, command_properties, scrub
 from arcade_usage._service import UsageService
 from arcade_usage._settings import debug_enabled
+from arcade_usage._version import installed_version
 
 
 class CommandTracker:
@@ -138,13 +139,3 @@ class CommandTracker:
                 secrets += [credentials.api_key, credentials.email]
         message = scrub(error_message or "", secrets)
         return message or "failed with no error message"
-
-
-def installed_version(distribution: str) -> str:
-    """The installed version of `distribution`, or "unknown"."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "unknown"
