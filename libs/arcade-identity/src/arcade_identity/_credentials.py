@@ -51,7 +51,7 @@ def parse_credentials(raw: bytes) -> Credentials | None:
 
     try:
         doc = yaml.safe_load(raw)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise CredentialsError("credentials.yaml is not valid YAML") from exc
     if doc is None:
         return None

@@ -244,7 +244,7 @@ def _valid(raw: bytes) -> Data | None:
     """The parsed identity, or None when the content does not hold a usable one."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
     if not isinstance(data, dict):
         return None
@@ -252,7 +252,10 @@ def _valid(raw: bytes) -> Data | None:
     if not isinstance(anon_id, str):
         return None
     try:
-        uuid.UUID(anon_id)
+        # uuid.UUID() also takes " 0000...", "0_00...", "urn:uuid:..."; only the canonical
+        # form is an anon_id we would have written and can send as-is.
+        if str(uuid.UUID(anon_id)) != anon_id.lower():
+            return None
     except ValueError:
         return None
     return data
@@ -262,7 +265,7 @@ def _salvage(raw: bytes | None) -> Data:
     """Keys of an invalid identity worth keeping (another tool's), or nothing."""
     try:
         data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):
         return {}

@@ -1,0 +1,169 @@
+"""Asking Arcade Cloud who an API key belongs to: answers, refusals, and a cloud on a bad day."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from arcade_identity import Credentials, UsageIdentity, save_credentials
+from servers import FakeCloud
+
+RunPython = Callable[..., dict[str, Any]]
+
+# Times the lookup alone, not the interpreter's start-up.
+TIMED_LOOKUP = """\
+i = UsageIdentity(clock=lambda: time.time() + {offset})
+start = time.monotonic()
+principal = i.get_principal_id()
+emit(principal=principal, elapsed=time.monotonic() - start, distinct=i.get_distinct_id())
+"""
+
+FIVE_MINUTES_LATER = 301.0
+
+
+def test_lookup_finds_the_principal(cloud: FakeCloud) -> None:
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    save_credentials(Credentials("key-a", "a@example.com"))
+
+    identity = UsageIdentity()
+    assert identity.get_principal_id() == "prn_a"
+    assert identity.get_distinct_id() == "prn_a"
+    assert identity.should_alias() is True  # found, but anon_id is not linked to it yet
+    assert cloud.validations == 1
+
+
+def test_rejected_key_means_anonymous(cloud: FakeCloud) -> None:
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    save_credentials(Credentials("key-revoked"))
+
+    identity = UsageIdentity()
+    assert identity.get_principal_id() is None
+    assert identity.should_alias() is False
+    assert identity.get_distinct_id() == identity.anon_id
+    assert cloud.validations == 1
+
+
+@pytest.mark.parametrize("mode", ["ok", "error"])
+def test_at_most_one_lookup_per_process(cloud: FakeCloud, mode: str) -> None:
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    cloud.mode = mode
+    save_credentials(Credentials("key-a"))
+    expected = "prn_a" if mode == "ok" else None
+
+    for _ in range(2):
+        identity = UsageIdentity()
+        assert identity.get_principal_id() == expected
+        assert identity.should_alias() is (expected is not None)
+        assert identity.get_principal_id() == expected
+
+    assert cloud.validations == 1
+
+
+def _answer_once(sock: socket.socket, body: dict[str, Any], asked: list[bytes]) -> threading.Thread:
+    """Accept one connection on `sock` and answer it with a JSON 200, recording the request."""
+
+    def serve() -> None:
+        sock.settimeout(10)
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+            asked.append(request)
+            data = json.dumps(body).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("failure", ["hang", "error", "refused"])
+def test_failed_lookup_is_not_repeated_for_five_minutes(
+    cloud: FakeCloud,
+    refusing_port: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+    run_python: RunPython,
+    failure: str,
+) -> None:
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    if failure == "refused":
+        host, port = refusing_port.getsockname()
+        monkeypatch.setenv("ARCADE_CLOUD_URL", f"http://{host}:{port}")
+    else:
+        cloud.mode = failure
+    save_credentials(Credentials("key-a"))
+
+    # The first command waits at most the 2 s budget, then carries on anonymously.
+    identity = UsageIdentity()
+    start = time.monotonic()
+    assert identity.get_principal_id() is None
+    elapsed = time.monotonic() - start
+    assert identity.get_distinct_id() == identity.anon_id
+    if failure == "hang":
+        assert 1.9 <= elapsed < 3.0
+    else:
+        assert elapsed < 1.0
+    asked = cloud.validations
+    assert asked == (0 if failure == "refused" else 1)
+    if failure == "refused":
+        refusing_port.listen(4)  # from now on, a connection attempt would be accepted
+
+    # The next command, in a new process, does not wait or ask again.
+    out = run_python(TIMED_LOOKUP.format(offset=0.0))
+    assert out["principal"] is None
+    assert out["elapsed"] < 0.5
+    assert cloud.validations == asked
+    if failure == "refused":
+        refusing_port.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody knocked
+            refusing_port.accept()
+        refusing_port.setblocking(True)
+
+    # Five minutes later the cloud is asked again, and has recovered.
+    cloud.mode = "ok"
+    knocks: list[bytes] = []
+    if failure == "refused":
+        server = _answer_once(refusing_port, {"data": {"principal_id": "prn_a"}}, knocks)
+    out = run_python(TIMED_LOOKUP.format(offset=FIVE_MINUTES_LATER))
+    assert out["principal"] == "prn_a"
+    assert out["distinct"] == "prn_a"
+    if failure == "refused":
+        server.join(10)
+        assert len(knocks) == 1
+        assert b"Authorization: Bearer key-a" in knocks[0]
+    else:
+        assert cloud.validations == asked + 1
+
+
+@pytest.mark.timeout(60)
+def test_remembered_failure_is_for_that_key_only(cloud: FakeCloud, run_python: RunPython) -> None:
+    cloud.add_account("key-b", "prn_b", "b@example.com")
+    cloud.mode = "error"
+    save_credentials(Credentials("key-a"))
+    assert UsageIdentity().get_principal_id() is None
+    assert cloud.validations == 1
+
+    # The user logs in with another key: its lookup is not skipped.
+    cloud.mode = "ok"
+    save_credentials(Credentials("key-b"))
+    out = run_python(TIMED_LOOKUP.format(offset=0.0))
+    assert out["principal"] == "prn_b"
+    assert cloud.validations == 2

@@ -1,0 +1,76 @@
+"""Many processes starting together on an empty directory agree on one identity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROCESSES = 16
+ROUNDS = 5
+
+# A worker imports everything up front (so the race is on the files, not on import
+# speed), says "ready", then, for each work dir it is sent, loads the identity there.
+WORKER = """\
+import json, sys
+import filelock, uuid
+from arcade_identity import UsageIdentity
+print("ready", flush=True)
+for line in sys.stdin:
+    identity = UsageIdentity(line.strip())
+    data = identity.load_or_create()
+    print(json.dumps({"anon_id": data["anon_id"], "created": identity.created}), flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_processes_racing_on_an_empty_dir_share_one_anon_id(tmp_path: Path) -> None:
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(PROCESSES):
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        # The barrier: every worker is up and blocked on its stdin.
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+
+        for round_no in range(ROUNDS):
+            work_dir = tmp_path / f"round-{round_no}"
+            work_dir.mkdir()
+            for worker in workers:  # "go": all of them at once
+                assert worker.stdin is not None
+                worker.stdin.write(f"{work_dir}\n")
+                worker.stdin.flush()
+            answers = []
+            for worker in workers:
+                assert worker.stdout is not None
+                answers.append(json.loads(worker.stdout.readline()))
+
+            on_disk = json.loads((work_dir / ".arcade" / "usage.json").read_bytes())
+            assert {a["anon_id"] for a in answers} == {on_disk["anon_id"]}, round_no
+            # Exactly one of them created the file (and would print the first-run notice).
+            assert sum(a["created"] for a in answers) == 1, round_no
+            leftovers = [p.name for p in (work_dir / ".arcade").iterdir() if p.suffix == ".tmp"]
+            assert leftovers == []
+    finally:
+        for worker in workers:
+            if worker.stdin is not None:
+                worker.stdin.close()
+        for worker in workers:
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
