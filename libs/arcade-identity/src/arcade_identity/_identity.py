@@ -273,7 +273,8 @@ def _salvage(raw: bytes | None) -> Data:
 
 
 def _stat_key(stat: os.stat_result) -> list[int]:
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    # ctime too: an in-place edit that restores the old mtime still changes it.
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
 def _sha256(data: bytes) -> str:
