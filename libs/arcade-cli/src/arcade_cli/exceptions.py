@@ -7,3 +7,9 @@ from typer._click.exceptions import ClickException
 
 class ArcadeCliError(ClickException):
     """An expected failure: shown as `Error: <message>` on stderr, exit code 1."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`reason: path`, so that the user knows which file is in the way."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason

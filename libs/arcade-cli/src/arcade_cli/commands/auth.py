@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from arcade_cli.exceptions import ArcadeCliError
+from arcade_cli.exceptions import ArcadeCliError, describe_os_error
 from arcade_identity import (
     DEFAULT_CLOUD_URL,
     Credentials,
@@ -15,6 +15,7 @@ from arcade_identity import (
     Principal,
     PrincipalLookupError,
     cloud_base_url,
+    credentials_path,
     lookup_principal,
     read_credentials,
     remove_credentials,
@@ -40,8 +41,9 @@ def login(
     ] = LOGIN_TIMEOUT,
 ) -> None:
     """Log in to Arcade Cloud, with the browser or an API key."""
-    base_url = (host or cloud_base_url()).rstrip("/")
-    current = _current_credentials()
+    # A damaged credentials file is what a new login replaces, not a reason to refuse.
+    current = _current_credentials(replacing=True)
+    base_url = (host or cloud_base_url(current)).rstrip("/")
     email_hint = None
     if api_key is None:
         if current is not None:
@@ -53,11 +55,14 @@ def login(
         api_key, email_hint = _browser_login(base_url, open_browser=not no_browser, timeout=timeout)
     principal = _validate(api_key, base_url)
     email = principal.email or email_hint
-    coordinator_url = base_url if host and base_url != DEFAULT_CLOUD_URL else None
+    if host:
+        coordinator_url = base_url if base_url != DEFAULT_CLOUD_URL else None
+    else:  # keep the Cloud an earlier `login --host` chose
+        coordinator_url = current.coordinator_url if current is not None else None
     try:
         save_credentials(Credentials(api_key, email, coordinator_url))
     except OSError as exc:
-        raise ArcadeCliError(f"cannot save credentials: {exc.strerror or exc}") from exc
+        raise ArcadeCliError(f"cannot save credentials: {describe_os_error(exc)}") from exc
     who = email or "your Arcade account"
     if current is not None and current.email and current.email != email:
         typer.echo(f"Logged in as {who} (replacing {current.email}).")
@@ -70,7 +75,7 @@ def logout() -> None:
     try:
         removed = remove_credentials()
     except OSError as exc:
-        raise ArcadeCliError(f"cannot remove credentials: {exc.strerror or exc}") from exc
+        raise ArcadeCliError(f"cannot remove credentials: {describe_os_error(exc)}") from exc
     typer.echo("Logged out." if removed else "Not logged in.")
 
 
@@ -93,11 +98,18 @@ def whoami() -> None:
     typer.echo(f"Cloud:     {base_url}")
 
 
-def _current_credentials() -> Credentials | None:
+def _current_credentials(*, replacing: bool = False) -> Credentials | None:
+    """The saved credentials; a file that cannot be used is an error unless `replacing` it."""
     try:
         return read_credentials()
     except CredentialsError as exc:
-        raise ArcadeCliError(f"{exc}. Run `arcade logout`, then `arcade login`.") from exc
+        if replacing:
+            return None
+        if isinstance(exc.__cause__, OSError):
+            raise ArcadeCliError(str(exc)) from exc  # logging in again would not help
+        raise ArcadeCliError(
+            f"{exc} ({credentials_path()}). Run `arcade login` to replace it."
+        ) from exc
 
 
 def _validate(api_key: str, base_url: str) -> Principal:
@@ -106,7 +118,10 @@ def _validate(api_key: str, base_url: str) -> Principal:
     except InvalidApiKeyError as exc:
         raise ArcadeCliError(f"Arcade Cloud at {base_url} rejected the API key.") from exc
     except PrincipalLookupError as exc:
-        raise ArcadeCliError(str(exc)) from exc
+        message = str(exc)
+        if base_url not in message:
+            message = f"{message} ({base_url})"
+        raise ArcadeCliError(message) from exc
 
 
 def _browser_login(base_url: str, *, open_browser: bool, timeout: float) -> tuple[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from arcade_cli._tracking import tracker
-from arcade_cli.exceptions import ArcadeCliError
+from arcade_cli.exceptions import ArcadeCliError, describe_os_error
 from arcade_identity import IdentityUnavailableError
 from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state
 
@@ -21,12 +21,17 @@ def status() -> None:
         data = identity.load_or_create() if enabled else identity.peek()
     except IdentityUnavailableError as exc:
         data = None
-        problem: str | None = str(exc)
+        cause = exc.__cause__
+        problem: str | None = (
+            f"unusable: {cause.strerror}"
+            if isinstance(cause, OSError) and cause.strerror
+            else f"unusable: {exc}"
+        )
     else:
         problem = None
     outbox = Outbox()
     pending = outbox.count()
-    typer.echo(f"Tracking:         {'on' if enabled else 'off'} ({reason})")
+    typer.echo(f"Tracking:         {_state(enabled, reason)}")
     typer.echo(f"Anonymous id:     {(data or {}).get('anon_id') or 'none yet'}")
     typer.echo(f"Linked principal: {(data or {}).get('linked_principal_id') or 'none'}")
     typer.echo(f"Identity file:    {identity.path}" + (f" ({problem})" if problem else ""))
@@ -39,7 +44,7 @@ def enable() -> None:
     try:
         enable_tracking()
     except OSError as exc:
-        raise ArcadeCliError(f"cannot enable tracking: {exc.strerror or exc}") from exc
+        raise ArcadeCliError(f"cannot enable tracking: {describe_os_error(exc)}") from exc
     enabled, reason = tracking_state()
     if enabled:
         typer.echo("Usage tracking is on.")
@@ -53,5 +58,12 @@ def disable() -> None:
     try:
         path = disable_tracking()
     except OSError as exc:
-        raise ArcadeCliError(f"cannot disable tracking: {exc.strerror or exc}") from exc
+        raise ArcadeCliError(f"cannot disable tracking: {describe_os_error(exc)}") from exc
     typer.echo(f"Usage tracking is off (recorded in {path}).")
+
+
+def _state(enabled: bool, reason: str) -> str:
+    """`on (the default)`, `off (DO_NOT_TRACK=1 is set)`: the switch, then why."""
+    if not enabled:
+        return f"off ({reason})"
+    return "on (the default)" if reason.startswith("enabled") else f"on ({reason})"

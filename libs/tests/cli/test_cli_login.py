@@ -1,0 +1,341 @@
+"""`arcade login` (by key and in the browser) and `arcade whoami`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import queue
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pytest
+import yaml
+
+from helpers import ARCADE, run_arcade, wait_until
+from servers import FakeCloud, FakePostHog
+
+if TYPE_CHECKING:
+    from cli.conftest import Account
+
+pytestmark = pytest.mark.timeout(60)
+
+# Guards the tests that blank ARCADE_CLOUD_URL: should the CLI fall back to the real
+# Arcade Cloud, its request goes to this dead loopback proxy, never off the machine.
+NO_WAY_OUT = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """The user sees exit code 1 and one `Error:` line on stderr, and no traceback."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0].removeprefix("Error: ")
+
+
+def everything_posthog_got(posthog: FakePostHog) -> str:
+    return json.dumps(posthog.events())
+
+
+# -- login with an API key -----------------------------------------------------------------
+
+
+def test_login_by_key_saves_credentials_and_aliases_before_the_login_event(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    result = run_arcade("login", "--api-key", account_a.key)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Logged in as {account_a.email}.\n"
+    assert result.stderr == ""
+    assert account_a.key not in result.stdout + result.stderr
+
+    credentials = arcade_dir / "credentials.yaml"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert stat.S_IMODE(arcade_dir.stat().st_mode) == 0o700
+    assert yaml.safe_load(credentials.read_text()) == {
+        "cloud": {"api": {"key": account_a.key}, "user": {"email": account_a.email}}
+    }
+
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    names = [(m["event"], m["distinct_id"]) for m in posthog.events()]
+    assert names == [
+        ("CLI execution succeeded", first_run),
+        ("$create_alias", first_run),
+        ("CLI execution succeeded", account_a.principal),
+    ]
+    assert posthog.aliases() == [(first_run, account_a.principal)]
+    login_event = posthog.command_events()[1]
+    assert login_event["properties"]["command_name"] == "login"
+    assert "$process_person_profile" not in login_event["properties"]
+    assert posthog.same_person(first_run, account_a.principal)
+    assert account_a.key not in everything_posthog_got(posthog)
+    assert json.loads((arcade_dir / "usage.json").read_text())["linked_principal_id"] == (
+        account_a.principal
+    )
+
+
+def test_login_with_host_saves_the_coordinator_url_and_later_commands_use_it(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    account_a: Account,
+    account_b: Account,
+    arcade_dir: Path,
+) -> None:
+    env = {"ARCADE_CLOUD_URL": "", **NO_WAY_OUT}
+    result = run_arcade("login", "--api-key", account_a.key, "--host", cloud.url + "/", env=env)
+    assert result.returncode == 0, result.stderr
+    assert account_a.email in result.stdout
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"]["coordinator_url"] == cloud.url
+
+    whoami = run_arcade("whoami", env=env)
+    assert whoami.returncode == 0, whoami.stderr
+    assert f"Cloud:     {cloud.url}" in whoami.stdout
+    assert account_a.principal in whoami.stdout
+
+    # Switching accounts without --host stays on the Cloud chosen before (it used to
+    # validate against the default Cloud and forget the coordinator URL).
+    switch = run_arcade("login", "--api-key", account_b.key, env=env)
+    assert switch.returncode == 0, switch.stderr
+    assert switch.stdout == f"Logged in as {account_b.email} (replacing {account_a.email}).\n"
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"] == {
+        "api": {"key": account_b.key},
+        "user": {"email": account_b.email},
+        "coordinator_url": cloud.url,
+    }
+
+
+def test_login_with_a_rejected_key_fails_with_one_line_and_saves_nothing(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    bad_key = "arc_key_not_valid_5555"
+    result = run_arcade("login", "--api-key", bad_key)
+
+    message = assert_one_line_error(result, "rejected the API key")
+    assert result.stdout == ""
+    assert bad_key not in result.stderr
+    assert not (arcade_dir / "credentials.yaml").exists()
+    assert cloud.validations == 1
+
+    failed = wait_until(lambda: posthog.events("CLI execution failed"))
+    assert failed[0]["distinct_id"] == first_run
+    assert failed[0]["properties"]["command_name"] == "login"
+    assert failed[0]["properties"]["error_message"] == message
+    assert bad_key not in everything_posthog_got(posthog)
+    assert posthog.aliases() == []
+
+
+@pytest.mark.parametrize("trouble", ["down", "hang"])
+def test_login_when_the_cloud_is_down_or_hangs_fails_quickly_and_saves_nothing(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str, trouble: str
+) -> None:
+    env = {"ARCADE_CLOUD_URL": "http://127.0.0.1:9"} if trouble == "down" else {}
+    cloud.mode = "hang"
+    started = time.monotonic()
+    result = run_arcade("login", "--api-key", "arc_key_whatever_1234", env=env, timeout=20)
+    elapsed = time.monotonic() - started
+
+    expected = "cannot reach Arcade Cloud" if trouble == "down" else "did not answer"
+    assert_one_line_error(result, expected, "http://127.0.0.1:")
+    assert elapsed < 8, elapsed
+    assert not (arcade_dir / "credentials.yaml").exists()
+    failed = wait_until(lambda: posthog.events("CLI execution failed"))
+    assert failed[0]["distinct_id"] == first_run
+    assert posthog.aliases() == []
+
+
+# -- login in the browser ------------------------------------------------------------------
+
+
+class _Lines:
+    """Lines a child process prints, read on a thread so the test can wait with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self._stream = proc.stdout
+        self._queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for line in self._stream:
+            self._queue.put(line)
+
+    def wait_for(self, prefix: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line starting with {prefix!r}: {self.seen}") from None
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line.strip()
+
+    def rest(self) -> str:
+        """Everything printed, once the process has closed its stdout."""
+        self._thread.join(10)
+        while not self._queue.empty():
+            self.seen.append(self._queue.get())
+        return "".join(self.seen)
+
+
+def _start_browser_login(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(ARCADE), "login", "--timeout", "20", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _reap(proc: subprocess.Popen[str], lines: _Lines) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    lines.rest()  # the reader is done with stdout before it is closed
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_browser_login_refuses_a_forged_callback_then_accepts_the_real_one(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    account_a: Account,
+    arcade_dir: Path,
+    first_run: str,
+) -> None:
+    cloud.browser_key = account_a.key
+    proc = _start_browser_login("--no-browser")
+    lines = _Lines(proc)
+    try:
+        url = lines.wait_for("http")
+        assert url.startswith(f"{cloud.url}/api/v1/auth/cli_login?")
+        query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+        callback = urlparse(query["callback_uri"])
+        assert callback.hostname == "127.0.0.1"
+        assert callback.path == "/callback"
+        assert len(query["state"]) >= 16
+
+        forged = urlencode({"state": "not-the-state", "api_key": "arc_key_attacker"})
+        assert _get(f"{query['callback_uri']}?{forged}")[0] == 400
+        no_key = urlencode({"state": query["state"]})
+        assert _get(f"{query['callback_uri']}?{no_key}")[0] == 400
+        assert proc.poll() is None
+        assert not (arcade_dir / "credentials.yaml").exists()
+
+        status, page = _get(url)  # the browser: Cloud signs the user in, redirects back
+        assert status == 200
+        assert "logged in" in page
+
+        assert proc.wait(timeout=15) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+        assert f"Logged in as {account_a.email}." in lines.rest()
+    finally:
+        _reap(proc, lines)
+
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"]["api"]["key"] == account_a.key
+    assert stat.S_IMODE((arcade_dir / "credentials.yaml").stat().st_mode) == 0o600
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    assert posthog.aliases() == [(first_run, account_a.principal)]
+    assert posthog.command_events()[1]["distinct_id"] == account_a.principal
+    assert "arc_key_attacker" not in everything_posthog_got(posthog)
+
+
+def test_browser_login_opens_the_users_browser(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    account_a: Account,
+    arcade_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # The one stand-in allowed: a "browser" ($BROWSER) that just follows the link.
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, urllib.request\n"
+        "urllib.request.urlopen(sys.argv[1], timeout=10).read()\n"
+    )
+    browser.chmod(0o755)
+    cloud.browser_key = account_a.key
+    result = run_arcade("login", "--timeout", "20", env={"BROWSER": str(browser)}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"Logged in as {account_a.email}." in result.stdout
+    assert yaml.safe_load((arcade_dir / "credentials.yaml").read_text())["cloud"]["api"] == {
+        "key": account_a.key
+    }
+
+
+def test_browser_login_gives_up_after_its_timeout(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    result = run_arcade("login", "--no-browser", "--timeout", "1", timeout=20)
+    assert_one_line_error(result, "no login arrived within 1 s", "arcade login")
+    assert "/api/v1/auth/cli_login?" in result.stdout
+    assert not (arcade_dir / "credentials.yaml").exists()
+    assert cloud.validations == 0
+    failed = wait_until(lambda: posthog.events("CLI execution failed"))
+    assert failed[0]["properties"]["command_name"] == "login"
+
+
+def test_login_when_already_logged_in_says_so(posthog: FakePostHog, account_a: Account) -> None:
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    result = run_arcade("login", "--no-browser", "--timeout", "5")
+    assert result.returncode == 0, result.stderr
+    assert f"Already logged in as {account_a.email}" in result.stdout
+    assert "arcade logout" in result.stdout
+    assert "http" not in result.stdout
+
+
+# -- whoami --------------------------------------------------------------------------------
+
+
+def test_whoami_shows_email_and_principal(
+    posthog: FakePostHog, account_a: Account, first_run: str
+) -> None:
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    result = run_arcade("whoami")
+    assert result.returncode == 0, result.stderr
+    assert f"Email:     {account_a.email}" in result.stdout
+    assert f"Principal: {account_a.principal}" in result.stdout
+    assert account_a.key not in result.stdout
+    assert result.stderr == ""
+    wait_until(lambda: len(posthog.command_events()) == 3)
+    assert posthog.command_events()[2]["properties"]["command_name"] == "whoami"
+    assert posthog.command_events()[2]["distinct_id"] == account_a.principal
+
+
+def test_whoami_when_not_logged_in_says_so_and_fails(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, first_run: str
+) -> None:
+    result = run_arcade("whoami")
+    assert_one_line_error(result, "not logged in", "arcade login")
+    assert result.stdout == ""
+    assert cloud.validations == 0
+    failed = wait_until(lambda: posthog.events("CLI execution failed"))
+    assert failed[0]["properties"]["command_name"] == "whoami"
+    assert failed[0]["distinct_id"] == first_run
