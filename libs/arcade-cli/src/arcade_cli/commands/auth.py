@@ -23,6 +23,9 @@ from arcade_identity import (
 )
 
 LOGIN_TIMEOUT = 300.0
+VALIDATE_TIMEOUT = 5.0
+"""Seconds `login` waits for Arcade Cloud: the user is waiting for this answer, unlike
+the 2 s a tracked command grants a background lookup."""
 
 
 def login(
@@ -114,7 +117,7 @@ def _current_credentials(*, replacing: bool = False) -> Credentials | None:
 
 def _validate(api_key: str, base_url: str) -> Principal:
     try:
-        return lookup_principal(api_key, base_url)
+        return lookup_principal(api_key, base_url, timeout=VALIDATE_TIMEOUT)
     except InvalidApiKeyError as exc:
         raise ArcadeCliError(f"Arcade Cloud at {base_url} rejected the API key.") from exc
     except PrincipalLookupError as exc:
