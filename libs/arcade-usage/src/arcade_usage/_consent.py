@@ -40,7 +40,8 @@ def tracking_state(work_dir: str | os.PathLike[str] | None = None) -> tuple[bool
     if dnt and dnt.lower() not in OFF_WORDS:
         return False, f"{DO_NOT_TRACK_ENV}={dnt} is set"
     try:
-        os.stat(disabled_file(work_dir))
+        # lstat: a link that leads nowhere (a dotfile on an unmounted drive) still says "off".
+        os.lstat(disabled_file(work_dir))
     except FileNotFoundError:
         return True, "enabled (the default)"
     except OSError:

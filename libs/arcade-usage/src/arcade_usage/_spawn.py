@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
     user reads from (`arcade ... | head`) closes when the command does. The working
     directory is `cwd` (the `.arcade` directory), never the user's project, which
     `-m` would otherwise put first on the sender's import path.
+
+    A daemon thread waits for the child: a long-lived caller collects no zombies, and
+    the Popen object is never garbage-collected while the sender runs, which would
+    raise "subprocess is still running" as a ResourceWarning (an error under
+    `-X dev` or a test suite's `filterwarnings = error`). The thread never delays exit.
     """
     if not sys.executable:
         return
@@ -31,7 +37,7 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
         options["creationflags"] = _WINDOWS_FLAGS
     else:
         options["start_new_session"] = True
-    subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "arcade_usage"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -41,3 +47,4 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
         env=child_env,
         **options,
     )
+    threading.Thread(target=process.wait, name="arcade-usage-reaper", daemon=True).start()

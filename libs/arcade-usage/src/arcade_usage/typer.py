@@ -112,7 +112,9 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
         while ctx.parent is not None:
             names.append(ctx.info_name or "")
             ctx = ctx.parent
-        run.command_name = ".".join(reversed(names)) or (ctx.info_name or "")
+        # A one-command app runs its command as the root, whose info_name is the program's.
+        own_name = info.name or callback.__name__.lower().replace("_", "-")
+        run.command_name = ".".join(reversed(names)) or own_name
         run.secrets = [
             v
             for k, v in kwargs.items()

@@ -1,0 +1,220 @@
+"""The detached sender against a PostHog that hangs, fails, refuses, or loses its sender."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcade_identity import Credentials, save_credentials
+from arcade_usage import SUCCEEDED, CommandTracker, Outbox
+from helpers import sender_pids, wait_until
+from servers import FakeCloud, FakePostHog
+
+Track = Callable[..., None]
+Data = Callable[[], dict[str, Any]]
+
+DEAD_URL = "http://127.0.0.1:9"  # nobody listens on the discard port
+
+
+def _outbox(work_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_bytes()) for p in Outbox(work_dir).paths()]
+
+
+def _restore(posthog: FakePostHog) -> None:
+    posthog.mode = "ok"
+    posthog.release.set()
+
+
+def _names(messages: list[dict[str, Any]]) -> list[str]:
+    """Each message as the user would name it: the alias, or the command that sent it."""
+    return [
+        m["event"] if m["event"] == "$create_alias" else m["properties"]["command_name"]
+        for m in messages
+    ]
+
+
+def _uuids(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["uuid"] for m in messages]
+
+
+@pytest.mark.timeout(40)
+def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, track: Track
+) -> None:
+    track("usage.status")
+    anon_id = wait_until(posthog.command_events)[0]["distinct_id"]
+    key = f"key-{uuid.uuid4().hex}"
+    cloud.add_account(key, "prn_slow", "slow@example.com")
+    save_credentials(Credentials(key, "slow@example.com"))
+    posthog.mode = "hang"
+
+    started = time.monotonic()
+    track("login", is_login=True)
+    assert time.monotonic() - started < 3.0
+
+    # The alias waits in the outbox ahead of the login event.
+    queued = wait_until(lambda: len(_outbox(work_dir)) == 2 and _outbox(work_dir))
+    assert [m["event"] for m in queued] == ["$create_alias", SUCCEEDED]
+    assert queued[0]["distinct_id"] == anon_id
+    assert queued[0]["properties"]["alias"] == "prn_slow"
+    assert queued[1]["distinct_id"] == "prn_slow"
+    assert posthog.aliases() == []
+
+    _restore(posthog)
+    wait_until(lambda: not sender_pids(work_dir))
+    track("whoami")
+
+    wait_until(lambda: len(posthog.command_events()) == 3)
+    assert _names(posthog.events()) == ["usage.status", "$create_alias", "login", "whoami"]
+    assert posthog.aliases() == [(anon_id, "prn_slow")]
+    assert posthog.events()[2]["uuid"] == queued[1]["uuid"]
+    assert posthog.same_person(anon_id, "prn_slow")
+    wait_until(lambda: not sender_pids(work_dir))
+    assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.timeout(40)
+def test_tracked_command_does_not_wait_for_a_hanging_posthog(
+    posthog: FakePostHog, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    posthog.mode = "hang"
+    monkeypatch.setenv("ARCADE_USAGE_TRACKING", "0")
+    started = time.perf_counter()
+    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
+    untracked = time.perf_counter() - started
+    monkeypatch.delenv("ARCADE_USAGE_TRACKING")
+
+    started = time.perf_counter()
+    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
+    tracked = time.perf_counter() - started
+
+    # Milliseconds either way: the upload (5 s timeout against a 30 s hang) is elsewhere.
+    assert tracked < untracked + 0.5, (tracked, untracked)
+    # (A sender's /proc cmdline is empty for an instant after exec: poll, don't sample.)
+    wait_until(lambda: sender_pids(work_dir), timeout=2)
+    wait_until(lambda: posthog.requests >= 1)
+    wait_until(lambda: not sender_pids(work_dir), timeout=11)
+    assert [m["properties"]["command_name"] for m in _outbox(work_dir)] == ["usage.status"]
+    assert posthog.command_events() == []
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("outage", ["503", "refused"])
+def test_undelivered_events_wait_in_the_outbox_and_go_once_when_posthog_is_back(
+    posthog: FakePostHog,
+    work_dir: Path,
+    track: Track,
+    monkeypatch: pytest.MonkeyPatch,
+    outage: str,
+) -> None:
+    if outage == "503":
+        posthog.mode = "error"
+    else:
+        monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", DEAD_URL)
+    for name in ("one", "two", "three"):
+        track(name)
+    wait_until(lambda: Outbox(work_dir).count() == 3 and not sender_pids(work_dir))
+    queued = _outbox(work_dir)
+    assert posthog.command_events() == []
+    if outage == "503":
+        assert posthog.requests >= 1
+
+    posthog.mode = "ok"
+    monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", posthog.url)
+    track("four")
+
+    wait_until(lambda: len(posthog.command_events()) >= 4)
+    wait_until(lambda: not sender_pids(work_dir))
+    delivered = posthog.command_events()
+    # Queued in the order their senders filed them, delivered in that order, then the new one.
+    assert sorted(_names(queued)) == ["one", "three", "two"]
+    assert _names(delivered) == [*_names(queued), "four"]
+    assert Counter(_uuids(delivered)).most_common(1)[0][1] == 1
+    for before, after in zip(queued, delivered[:3], strict=True):
+        assert (after["uuid"], after["timestamp"]) == (before["uuid"], before["timestamp"])
+        assert after["properties"] == {**after["properties"], **before["properties"]}
+    assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_50_commands_is_uploaded_by_one_sender_at_a_time(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    tracker = CommandTracker(cli_version="9.9.9")
+    for i in range(50):
+        tracker.track_command_execution(f"burst.{i}", True)
+
+    wait_until(lambda: len(posthog.command_events()) >= 50, timeout=40)
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+    delivered = posthog.command_events()
+    assert len(delivered) == 50
+    assert len(set(_uuids(delivered))) == 50
+    assert sorted(_names(delivered)) == sorted(f"burst.{i}" for i in range(50))
+    assert len({m["distinct_id"] for m in delivered}) == 1
+    assert posthog.max_in_flight <= 1
+    assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.timeout(40)
+def test_a_sender_killed_mid_upload_loses_nothing(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    posthog.mode = "hang"
+    track("doomed")
+    wait_until(lambda: posthog.requests >= 1)
+    pids = sender_pids(work_dir)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not sender_pids(work_dir))
+
+    queued = _outbox(work_dir)
+    assert _names(queued) == ["doomed"]
+    assert not [p for p in Outbox(work_dir).directory.iterdir() if p.suffix == ".tmp"]
+
+    _restore(posthog)
+    track("next")
+
+    wait_until(lambda: len(posthog.command_events()) >= 2)
+    wait_until(lambda: not sender_pids(work_dir))
+    delivered = posthog.command_events()
+    assert _names(delivered) == ["doomed", "next"]
+    assert delivered[0]["uuid"] == queued[0]["uuid"]
+    assert delivered[0]["timestamp"] == queued[0]["timestamp"]
+    assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.timeout(30)
+def test_the_sender_runs_without_typer(posthog: FakePostHog, tmp_path: Path) -> None:
+    message = {
+        "event": SUCCEEDED,
+        "distinct_id": str(uuid.uuid4()),
+        "properties": {"command_name": "direct", "$process_person_profile": False},
+        "timestamp": "2025-01-01T00:00:00+00:00",
+        "uuid": str(uuid.uuid4()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "arcade_usage"],
+        env={**os.environ, "ARCADE_USAGE_EVENT_DATA": json.dumps(message)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "posthog" in imported  # the measurement sees the sender's imports
+    assert not {m for m in imported if m.split(".")[0] == "typer"}
+    assert _uuids(posthog.command_events()) == [message["uuid"]]

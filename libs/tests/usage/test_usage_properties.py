@@ -1,0 +1,111 @@
+"""What each event tells the product team, and what it must never tell them."""
+
+from __future__ import annotations
+
+import platform
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcade_identity import Credentials, save_credentials
+from arcade_usage import FAILED, SUCCEEDED, CommandTracker
+from helpers import wait_until
+from servers import FakePostHog
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _by_command(posthog: FakePostHog, count: int) -> dict[str, dict[str, Any]]:
+    wait_until(lambda: len(posthog.command_events()) >= count)
+    events = posthog.command_events()
+    assert len(events) == count
+    return {e["properties"]["command_name"]: e for e in events}
+
+
+def test_every_property_with_its_type_and_the_finish_time(posthog: FakePostHog) -> None:
+    tracker = CommandTracker(cli_version="9.9.9")
+    before = datetime.now(timezone.utc)
+    tracker.track_command_execution("usage.status", True, duration_ms=12)
+    after_success = datetime.now(timezone.utc)
+    tracker.track_command_execution("whoami", False, duration_ms=7.5, error_message="boom")
+    after_failure = datetime.now(timezone.utc)
+
+    events = _by_command(posthog, 2)
+    ok, failed = events["usage.status"], events["whoami"]
+    assert ok["event"] == SUCCEEDED
+    assert failed["event"] == FAILED
+    for event in (ok, failed):
+        props = event["properties"]
+        assert props["cli_version"] == "9.9.9"
+        assert props["python_version"] == platform.python_version()
+        assert props["os_type"] == platform.system()
+        assert props["os_release"] == platform.release()
+        assert props["is_ci"] is False
+        assert props["$process_person_profile"] is False
+        assert isinstance(props["duration"], float)
+        assert str(uuid.UUID(event["uuid"])) == event["uuid"]
+    assert ok["properties"]["duration"] == 12.0
+    assert failed["properties"]["duration"] == 7.5
+    assert "error_message" not in ok["properties"]
+    assert failed["properties"]["error_message"] == "boom"
+    assert len({ok["uuid"], failed["uuid"]}) == 2
+    # Taken when the command finished, not when a sender got round to it.
+    assert before <= datetime.fromisoformat(ok["timestamp"]) <= after_success
+    assert after_success <= datetime.fromisoformat(failed["timestamp"]) <= after_failure
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CI": "true"}, True),
+        ({"GITHUB_ACTIONS": "true"}, True),
+        ({"CI": "1", "GITLAB_CI": "true"}, True),
+        ({"CI": "false"}, False),
+        ({}, False),
+    ],
+)
+def test_is_ci(
+    posthog: FakePostHog,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    expected: bool,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
+    assert wait_until(posthog.command_events)[0]["properties"]["is_ci"] is expected
+
+
+def test_error_message_is_scrubbed_and_cut(posthog: FakePostHog, work_dir: Path) -> None:
+    key = "c2VjcmV0LWFwaS1rZXktOTk5"  # no key-like shape: only knowing it can remove it
+    email = "jane.doe@example.com"
+    save_credentials(Credentials(key, email))
+    home = str(work_dir)
+    message = (
+        f"request with {key} for {email} failed reading {home}/project/arcade.toml: "
+        + "detail " * 80
+    )
+
+    CommandTracker(cli_version="9.9.9").track_command_execution("deploy", False, 5.0, message)
+
+    sent = wait_until(posthog.command_events)[0]["properties"]["error_message"]
+    assert key not in sent
+    assert email not in sent
+    assert home not in sent
+    assert "~/project/arcade.toml" in sent
+    assert sent.startswith("request with ")
+    assert len(sent) <= 300
+
+
+@pytest.mark.parametrize("error", [None, "", "   \n"])
+def test_failed_event_never_has_an_empty_error(
+    posthog: FakePostHog, error: str | None, track: Callable[..., None]
+) -> None:
+    track("deploy", False, error_message=error)
+    sent = wait_until(posthog.command_events)[0]["properties"]["error_message"]
+    assert isinstance(sent, str)
+    assert sent.strip()
