@@ -194,3 +194,28 @@ def test_opted_out_arcade_shows_no_notice_and_leaves_no_file(
     assert list(work_dir.iterdir()) == []
     assert posthog.requests == 0
     assert not os.path.exists(work_dir / ".arcade")
+
+
+def test_debug_shows_the_alias_but_leaves_it_for_a_real_run(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    work_dir: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cloud.add_account("key-debug", "prn_debug", "debug@example.com")
+    save_credentials(Credentials("key-debug", "debug@example.com"))
+    monkeypatch.setenv("ARCADE_USAGE_DEBUG", "1")
+    CommandTracker(cli_version="9.9.9").track_command_execution("login", True, is_login=True)
+    printed = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
+    assert [m["event"] for m in printed] == ["$create_alias", "CLI execution succeeded"]
+    assert posthog.requests == 0
+
+    monkeypatch.delenv("ARCADE_USAGE_DEBUG")
+    tracker = CommandTracker(cli_version="9.9.9")
+    tracker.track_command_execution("whoami", True)
+    anon = tracker.identity.anon_id
+    wait_until(posthog.command_events)
+    assert posthog.aliases() == [(anon, "prn_debug")]
+    assert posthog.command_events()[0]["distinct_id"] == "prn_debug"
+    assert posthog.same_person(anon, "prn_debug")

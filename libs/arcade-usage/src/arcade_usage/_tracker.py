@@ -120,6 +120,11 @@ class CommandTracker:
             return None
         linked = identity.linked_principal_id
         if principal != linked:
+            if debug_enabled():
+                # Show the alias, but change nothing: it was not sent, so a later
+                # (real) run must still find this principal unlinked and send it.
+                self.service.alias(previous_id=identity.anon_id, distinct_id=principal)
+                return principal
             if linked is not None:
                 identity.reset_to_anonymous()
             self.service.alias(previous_id=identity.anon_id, distinct_id=principal)
