@@ -43,7 +43,7 @@ def tracking_state(work_dir: str | os.PathLike[str] | None = None) -> tuple[bool
         # lstat: a link that leads nowhere (a dotfile on an unmounted drive) still says "off".
         os.lstat(disabled_file(work_dir))
     except FileNotFoundError:
-        return True, "enabled (the default)"
+        return True, "the default"
     except OSError:
         return False, f"{disabled_file(work_dir)} cannot be read"
     return False, "disabled with `arcade usage disable`"

@@ -31,7 +31,7 @@ def status() -> None:
         problem = None
     outbox = Outbox()
     pending = outbox.count()
-    typer.echo(f"Tracking:         {_state(enabled, reason)}")
+    typer.echo(f"Tracking:         {'on' if enabled else 'off'} ({reason})")
     typer.echo(f"Anonymous id:     {(data or {}).get('anon_id') or 'none yet'}")
     typer.echo(f"Linked principal: {(data or {}).get('linked_principal_id') or 'none'}")
     typer.echo(f"Identity file:    {identity.path}" + (f" ({problem})" if problem else ""))
@@ -61,9 +61,3 @@ def disable() -> None:
         raise ArcadeCliError(f"cannot disable tracking: {describe_os_error(exc)}") from exc
     typer.echo(f"Usage tracking is off (recorded in {path}).")
 
-
-def _state(enabled: bool, reason: str) -> str:
-    """`on (the default)`, `off (DO_NOT_TRACK=1 is set)`: the switch, then why."""
-    if not enabled:
-        return f"off ({reason})"
-    return "on (the default)" if reason.startswith("enabled") else f"on ({reason})"
