@@ -21,7 +21,12 @@ TIMED_LOOKUP = """\
 i = UsageIdentity(clock=lambda: time.time() + {offset})
 start = time.monotonic()
 principal = i.get_principal_id()
-emit(principal=principal, elapsed=time.monotonic() - start, distinct=i.get_distinct_id())
+emit(
+    principal=principal,
+    elapsed=time.monotonic() - start,
+    distinct=i.get_distinct_id(),
+    heavy=heavy(),
+)
 """
 
 FIVE_MINUTES_LATER = 301.0
@@ -126,10 +131,12 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     if failure == "refused":
         refusing_port.listen(4)  # from now on, a connection attempt would be accepted
 
-    # The next command, in a new process, does not wait or ask again.
+    # The next command, in a new process, does not wait or ask again, nor even
+    # parse the credentials.
     out = run_python(TIMED_LOOKUP.format(offset=0.0))
     assert out["principal"] is None
     assert out["elapsed"] < 0.5
+    assert out["heavy"] == []
     assert cloud.validations == asked
     if failure == "refused":
         refusing_port.setblocking(False)

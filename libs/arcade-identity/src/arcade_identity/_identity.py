@@ -172,25 +172,35 @@ class UsageIdentity:
         return principal is not None and principal != self.linked_principal_id
 
     def _resolve_principal(self) -> str | None:
+        # One deadline for the whole resolution: reading and parsing the
+        # credentials, importing httpx and the request all come out of it.
+        deadline = time.monotonic() + self._lookup_timeout
         linked = self.linked_principal_id
         if linked and self._credentials_match(self.load_or_create().get("linked_credentials")):
             return linked
+        try:
+            attempt = {
+                "credentials": _stat_key(os.stat(self.credentials_path)),
+                "cloud_url": os.environ.get("ARCADE_CLOUD_URL", ""),
+            }
+        except OSError:
+            return None  # no credentials: anonymous
+        # Checked before any parsing: an offline user's commands pay one stat and
+        # one small read for the five minutes, not YAML and a hash each time.
+        if self._lookup_failed_recently(attempt):
+            return None
         credentials = self._read_credentials()
         if credentials is None:
-            return None
-        base_url = cloud_base_url(credentials)
-        key_id = _sha256(f"{base_url}\n{credentials.api_key}".encode())
-        if self._lookup_failed_recently(key_id):
             return None
         try:
             principal = lookup_principal(
                 credentials.api_key,
-                base_url,
-                timeout=self._lookup_timeout,
+                cloud_base_url(credentials),
+                timeout=max(0.0, deadline - time.monotonic()),
                 transport=self._transport,
             )
         except (PrincipalLookupError, InvalidApiKeyError):
-            self._remember_failed_lookup(key_id)
+            self._remember_failed_lookup(attempt)
             return None
         return principal.principal_id
 
@@ -225,16 +235,18 @@ class UsageIdentity:
         except OSError:
             return False
 
-    def _lookup_failed_recently(self, key_id: str) -> bool:
+    def _lookup_failed_recently(self, attempt: dict[str, Any]) -> bool:
+        """Whether a lookup with these very credentials (and Cloud URL) failed lately."""
         try:
             record = json.loads(self._failure_path.read_bytes())
             failed_at = float(record["failed_at"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        return record.get("key") == key_id and 0 <= self._clock() - failed_at < FAILED_LOOKUP_MEMORY
+        same = record.get("attempt") == attempt
+        return same and 0 <= self._clock() - failed_at < FAILED_LOOKUP_MEMORY
 
-    def _remember_failed_lookup(self, key_id: str) -> None:
-        record = {"failed_at": self._clock(), "key": key_id}
+    def _remember_failed_lookup(self, attempt: dict[str, Any]) -> None:
+        record = {"failed_at": self._clock(), "attempt": attempt}
         # If this cannot be written, the next command simply tries again.
         with contextlib.suppress(OSError):
             write_atomic(self._failure_path, json.dumps(record).encode())
