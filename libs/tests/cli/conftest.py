@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_arcade, wait_until
+from helpers import run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 
@@ -42,4 +42,5 @@ def first_run(posthog: FakePostHog, arcade_dir: Path) -> str:
     assert result.returncode == 0, result.stderr
     event = wait_until(posthog.command_events)[0]
     assert event["distinct_id"] == json.loads((arcade_dir / "usage.json").read_text())["anon_id"]
+    wait_until(lambda: not sender_pids(arcade_dir.parent))  # its sender has finished too
     return str(event["distinct_id"])

@@ -12,17 +12,16 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from arcade_identity import arcade_dir, write_atomic
+from arcade_identity import arcade_dir
 from arcade_usage._settings import OUTBOX_DIR
+from arcade_usage._spool import file_message
 
 MAX_MESSAGES = 1000
 MAX_AGE_SECONDS = 7 * 24 * 3600
 STALE_TEMP_SECONDS = 3600
-UPLOAD_LOCK = ".upload.lock"
 
 Message = dict[str, Any]
 
@@ -30,14 +29,21 @@ Message = dict[str, Any]
 class Outbox:
     """A directory of messages waiting for PostHog."""
 
-    def __init__(self, work_dir: str | os.PathLike[str] | None = None) -> None:
-        self.directory: Path = arcade_dir(work_dir) / OUTBOX_DIR
+    def __init__(
+        self,
+        work_dir: str | os.PathLike[str] | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """The outbox of `work_dir` (default: `ARCADE_WORK_DIR`), or the one at `directory`."""
+        self.directory: Path = (
+            Path(directory) if directory is not None else arcade_dir(work_dir) / OUTBOX_DIR
+        )
 
     def put(self, message: Message) -> Path:
         """Queue `message` behind everything queued before it."""
-        path = self.directory / f"{time.time_ns():020d}-{message['uuid']}.json"
-        write_atomic(path, json.dumps(message, separators=(",", ":")).encode())
-        return path
+        data = json.dumps(message, separators=(",", ":")).encode()
+        return Path(file_message(self.directory, data, message["uuid"]))
 
     def paths(self) -> list[Path]:
         """Queued messages, oldest first."""
@@ -70,13 +76,6 @@ class Outbox:
             if name.endswith(".tmp") and _age(temp, now) > STALE_TEMP_SECONDS:
                 _unlink(temp)  # left by a writer killed mid-write
         return keep[-MAX_MESSAGES:]
-
-    @contextlib.contextmanager
-    def upload_lock(self) -> Iterator[bool]:
-        """Try, without waiting, to become the one process uploading; yields whether it did."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _try_lock(self.directory / UPLOAD_LOCK) as acquired:
-            yield acquired
 
 
 def read_message(path: Path) -> Message | None:
@@ -123,38 +122,3 @@ def _listdir(directory: Path) -> list[str]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-@contextlib.contextmanager
-def _try_lock(path: Path) -> Iterator[bool]:
-    """A non-blocking exclusive lock on `path`, released when the block (or process) ends.
-
-    On POSIX this is a plain `flock`: a sender that only hands its event over
-    must not pay filelock's import. Elsewhere filelock does the work.
-    """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(path, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)

@@ -1,93 +1,78 @@
 """The detached sender: `python -m arcade_usage`.
 
-It files the event it was handed into the outbox, then tries to become the one
-uploader. A sender that finds another at work leaves at once: that uploader
-looks at the outbox again after it lets go of the lock, so nothing is stranded.
-Whatever happens (DNS included) the process is gone after HARD_EXIT_SECONDS.
+It files the event it was handed in the outbox, then tries to become the one
+uploader. A sender that finds another at work leaves at once, having imported
+next to nothing: the uploader looks at the outbox again before it lets go of
+the lock, and once more after, so nothing is stranded. Whatever happens (DNS
+included) the process is gone after HARD_EXIT_SECONDS.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import faulthandler
 import os
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+import time
 
-from arcade_usage._delivery import SEND_TIMEOUT, post_batch
-from arcade_usage._outbox import Message, Outbox, is_message, read_message
-from arcade_usage._settings import EVENT_ENV, SENDER_ENV, posthog_api_key, posthog_host
-from arcade_usage.exceptions import DeliveryError
+from arcade_usage._settings import (
+    EVENT_ENV,
+    OUTBOX_ENV,
+    SENDER_ENV,
+    posthog_api_key,
+    posthog_host,
+)
+from arcade_usage._spool import UploadLock, file_message
 
 HARD_EXIT_SECONDS = 10.0
-BATCH_SIZE = 100
-ALIAS_EVENT = "$create_alias"
+LINGER_SECONDS = 0.5
 
 
 def main() -> None:
-    watchdog = threading.Timer(HARD_EXIT_SECONDS, os._exit, args=(0,))
-    watchdog.daemon = True
-    watchdog.start()
+    started = time.monotonic()
+    _exit_after(HARD_EXIT_SECONDS)
     os.environ[SENDER_ENV] = "1"
-    outbox = Outbox()
-    message = _handed_event()
-    if message is not None:
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(10)  # background work: the user's own commands come first
+    directory = os.environ.get(OUTBOX_ENV) or _default_outbox()
+    event = os.environ.pop(EVENT_ENV, "")
+    if event:
         try:
-            outbox.put(message)
+            # Filed as handed over; the uploader drops what is not a message.
+            file_message(directory, event.encode())
         except OSError:
             return  # nowhere to keep it; the command has long finished either way
-    deliver_outbox(outbox, host=posthog_host(), api_key=posthog_api_key())
-
-
-def deliver_outbox(
-    outbox: Outbox, *, host: str, api_key: str, timeout: float = SEND_TIMEOUT
-) -> int:
-    """Upload the outbox in order unless another process already is; returns how many went.
-
-    Stops at the first batch PostHog does not take, so what follows it (an event
-    after its alias) is never delivered ahead of it.
-    """
-    delivered = 0
     while True:
-        with outbox.upload_lock() as uploader:
-            if not uploader:
-                return delivered
-            for paths, messages in _batches(outbox.prune()):
-                try:
-                    post_batch(messages, host=host, api_key=api_key, timeout=timeout)
-                except DeliveryError:
-                    return delivered
-                for path in paths:
-                    path.unlink(missing_ok=True)
-                delivered += len(messages)
-        if not outbox.paths():
-            return delivered
+        with UploadLock(directory) as lock:
+            if not lock.acquired:
+                return
+            from arcade_usage._outbox import Outbox
+            from arcade_usage._upload import upload_outbox
+
+            outbox = Outbox(directory=directory)
+            drained = upload_outbox(
+                outbox,
+                host=posthog_host(),
+                api_key=posthog_api_key(),
+                linger=LINGER_SECONDS,
+                stop_at=started + HARD_EXIT_SECONDS - 0.5,
+            )
+        # A sender that found the lock taken a moment ago has left its event for
+        # us: look once more now that the lock is free.
+        if not drained or not outbox.paths():
+            return
 
 
-def _handed_event() -> Message | None:
-    raw = os.environ.pop(EVENT_ENV, None)
-    if not raw:
-        return None
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    return message if is_message(message) else None
+def _exit_after(seconds: float) -> None:
+    """End the process after `seconds`, even inside a blocking C call (a DNS lookup).
+
+    faulthandler's watchdog is a C thread that calls `_exit`; it costs no import.
+    What it would print goes to the null device, kept open for the process's life.
+    """
+    faulthandler.dump_traceback_later(seconds, exit=True, file=os.open(os.devnull, os.O_WRONLY))
 
 
-def _batches(paths: list[Path]) -> Iterator[tuple[list[Path], list[Message]]]:
-    """Consecutive runs of at most BATCH_SIZE messages; an alias always ends its run."""
-    batch_paths: list[Path] = []
-    batch: list[Message] = []
-    for path in paths:
-        message = read_message(path)
-        if message is None:
-            path.unlink(missing_ok=True)  # unreadable as a message: nothing to deliver
-            continue
-        batch_paths.append(path)
-        batch.append(message)
-        if len(batch) == BATCH_SIZE or message["event"] == ALIAS_EVENT:
-            yield batch_paths, batch
-            batch_paths, batch = [], []
-    if batch:
-        yield batch_paths, batch
+def _default_outbox() -> str:
+    """The outbox of `ARCADE_WORK_DIR` (or the home directory), for a sender run by hand."""
+    from arcade_usage._outbox import Outbox
+
+    return os.fspath(Outbox().directory)

@@ -17,6 +17,7 @@ from arcade_usage._outbox import Message, Outbox
 from arcade_usage._settings import (
     API_KEY_ENV,
     HOST_ENV,
+    OUTBOX_ENV,
     debug_enabled,
     posthog_api_key,
     posthog_host,
@@ -24,6 +25,7 @@ from arcade_usage._settings import (
 from arcade_usage._spawn import spawn_sender
 
 ALIAS_TIMEOUT = 2.0
+MIN_ALIAS_WAIT = 0.25
 
 
 class UsageService:
@@ -81,7 +83,12 @@ class UsageService:
             _print_debug(message)
             return
         directory = arcade_dir(self._work_dir)
-        env = {HOST_ENV: self.host, API_KEY_ENV: self.api_key}
+        outbox = self.outbox
+        env = {
+            HOST_ENV: self.host,
+            API_KEY_ENV: self.api_key,
+            OUTBOX_ENV: os.fspath(outbox.directory),
+        }
         if self._work_dir is not None:
             env["ARCADE_WORK_DIR"] = os.fspath(self._work_dir)
         try:
@@ -90,12 +97,14 @@ class UsageService:
         except OSError:
             pass  # analytics never break the command
 
-    def alias(self, previous_id: str, distinct_id: str) -> bool:
-        """Tell PostHog that `previous_id` and `distinct_id` are one person; wait 2 s at most.
+    def alias(self, previous_id: str, distinct_id: str, *, timeout: float = ALIAS_TIMEOUT) -> bool:
+        """Tell PostHog that `previous_id` and `distinct_id` are one person; wait `timeout` at most.
 
         Synchronous, so that the alias reaches PostHog before any event sent as
         `distinct_id`. If it cannot be delivered in time it is queued in the outbox,
-        where it sorts ahead of every later event. Returns whether it was delivered.
+        where it sorts ahead of every later event. With less than MIN_ALIAS_WAIT
+        left it is queued straight away (loading the SDK alone takes about that).
+        Returns whether it was delivered.
         """
         if not is_tracking_enabled(self._work_dir):
             return False
@@ -108,7 +117,7 @@ class UsageService:
         if debug_enabled():
             _print_debug(message)
             return True
-        if _deliver_within(ALIAS_TIMEOUT, message, self.host, self.api_key):
+        if timeout >= MIN_ALIAS_WAIT and _deliver_within(timeout, message, self.host, self.api_key):
             return True
         with contextlib.suppress(OSError):
             self.outbox.put(message)

@@ -10,6 +10,8 @@ DEBUG_ENV = "ARCADE_USAGE_DEBUG"
 HOST_ENV = "ARCADE_USAGE_POSTHOG_HOST"
 API_KEY_ENV = "ARCADE_USAGE_POSTHOG_API_KEY"
 EVENT_ENV = "ARCADE_USAGE_EVENT_DATA"
+OUTBOX_ENV = "ARCADE_USAGE_OUTBOX"
+"""Set by the spawner: the outbox directory the sender files its event in."""
 SENDER_ENV = "ARCADE_USAGE_SENDER"
 """Set in the sender's environment: a process carrying it never tracks or spawns."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import datetime, timezone
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._notice import print_notice
 from arcade_usage._properties import FAILED, SUCCEEDED, command_properties, scrub
-from arcade_usage._service import UsageService
+from arcade_usage._service import ALIAS_TIMEOUT, UsageService
 from arcade_usage._settings import debug_enabled
 from arcade_usage._version import installed_version
 
@@ -113,8 +114,12 @@ class CommandTracker:
         so a fresh one is aliased to B instead. The link is stored even when the
         alias could only be queued (it is delivered first later) or when PostHog
         declines to merge, so the alias is never sent twice for the same pair.
+
+        The lookup and the alias share one 2 s budget: however slow Arcade Cloud
+        and PostHog are, a command waits at most that long for them together.
         """
         identity = self.identity
+        started = time.monotonic()
         principal = identity.get_principal_id()
         if principal is None:
             return None
@@ -127,7 +132,8 @@ class CommandTracker:
                 return principal
             if linked is not None:
                 identity.reset_to_anonymous()
-            self.service.alias(previous_id=identity.anon_id, distinct_id=principal)
+            left = ALIAS_TIMEOUT - (time.monotonic() - started)
+            self.service.alias(previous_id=identity.anon_id, distinct_id=principal, timeout=left)
             identity.set_linked_principal_id(principal)
         return principal
 

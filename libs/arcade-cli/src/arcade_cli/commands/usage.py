@@ -60,4 +60,3 @@ def disable() -> None:
     except OSError as exc:
         raise ArcadeCliError(f"cannot disable tracking: {describe_os_error(exc)}") from exc
     typer.echo(f"Usage tracking is off (recorded in {path}).")
-
