@@ -61,7 +61,7 @@ def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
 
     started = time.monotonic()
     track("login", is_login=True)
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 2.0  # lookup, alias and link: one 2 s budget
 
     # The alias waits in the outbox ahead of the login event.
     queued = wait_until(lambda: len(_outbox(work_dir)) == 2 and _outbox(work_dir))

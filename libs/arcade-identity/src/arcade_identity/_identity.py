@@ -18,7 +18,7 @@ from arcade_identity._credentials import (
     parse_credentials,
 )
 from arcade_identity._files import ensure_private_dir, read_bytes_or_none, write_atomic
-from arcade_identity._lookup import LOOKUP_TIMEOUT, lookup_principal
+from arcade_identity._lookup import lookup_principal
 from arcade_identity._paths import LOOKUP_FAILURE_FILE, USAGE_FILE, arcade_dir
 from arcade_identity.exceptions import (
     CredentialsError,
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     import httpx
 
 LOCK_TIMEOUT = 5.0
+RESOLVE_BUDGET = 1.9
+"""Seconds for a whole principal resolution (parse, imports, request): with recording a
+failure, a command never waits more than 2 s for Arcade Cloud."""
 FAILED_LOOKUP_MEMORY = 300.0  # seconds during which a failed lookup is not retried
 
 Data = dict[str, Any]
@@ -49,7 +52,7 @@ class UsageIdentity:
         self,
         work_dir: str | os.PathLike[str] | None = None,
         *,
-        lookup_timeout: float = LOOKUP_TIMEOUT,
+        lookup_timeout: float = RESOLVE_BUDGET,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

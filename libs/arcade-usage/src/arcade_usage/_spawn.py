@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
     directory is `cwd` (the `.arcade` directory), never the user's project, which
     `-m` would otherwise put first on the sender's import path.
 
-    A daemon thread waits for the child: a long-lived caller collects no zombies, and
+    A background thread waits for the child: a long-lived caller collects no zombies, and
     the Popen object is never garbage-collected while the sender runs, which would
     raise "subprocess is still running" as a ResourceWarning (an error under
     `-X dev` or a test suite's `filterwarnings = error`). The thread never delays exit.
@@ -47,4 +47,6 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
         env=child_env,
         **options,
     )
-    threading.Thread(target=process.wait, name="arcade-usage-reaper", daemon=True).start()
+    # A bare thread: threading.Thread.start() would block until the new thread has
+    # been scheduled, milliseconds on a busy machine.
+    _thread.start_new_thread(process.wait, ())

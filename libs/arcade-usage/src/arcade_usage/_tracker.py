@@ -11,9 +11,13 @@ from arcade_identity import IdentityUnavailableError, UsageIdentity
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._notice import print_notice
 from arcade_usage._properties import FAILED, SUCCEEDED, command_properties, scrub
-from arcade_usage._service import ALIAS_TIMEOUT, UsageService
+from arcade_usage._service import UsageService
 from arcade_usage._settings import debug_enabled
 from arcade_usage._version import installed_version
+
+ALIAS_DEADLINE = 1.8
+"""Seconds after the principal lookup began by which the alias must be delivered (or
+queued); the last 0.2 s of the 2 s budget are for storing the link."""
 
 
 class CommandTracker:
@@ -115,8 +119,8 @@ class CommandTracker:
         alias could only be queued (it is delivered first later) or when PostHog
         declines to merge, so the alias is never sent twice for the same pair.
 
-        The lookup and the alias share one 2 s budget: however slow Arcade Cloud
-        and PostHog are, a command waits at most that long for them together.
+        The lookup and the alias share one budget: however slow Arcade Cloud and
+        PostHog are, a command waits at most 2 s for them and the link together.
         """
         identity = self.identity
         started = time.monotonic()
@@ -132,7 +136,7 @@ class CommandTracker:
                 return principal
             if linked is not None:
                 identity.reset_to_anonymous()
-            left = ALIAS_TIMEOUT - (time.monotonic() - started)
+            left = ALIAS_DEADLINE - (time.monotonic() - started)
             self.service.alias(previous_id=identity.anon_id, distinct_id=principal, timeout=left)
             identity.set_linked_principal_id(principal)
         return principal

@@ -15,7 +15,9 @@ def installed_version(distribution: str) -> str:
     anything else (eggs, zip imports).
     """
     prefix = distribution.replace("-", "_").replace(".", "_").lower() + "-"
-    for entry in sys.path:
+    # Installed distributions live in site-packages: look there before the stdlib.
+    entries = sorted(sys.path, key=lambda e: not e.endswith(("site-packages", "dist-packages")))
+    for entry in entries:
         try:
             names = os.listdir(entry or ".")
         except OSError:
