@@ -51,7 +51,7 @@ print(json.dumps(times))
 """,
     "shipped": """
 import json, time
-import arcade_cli.app  # everything the CLI has loaded when it tracks
+import arcade_cli.main  # everything the CLI has loaded when it tracks
 from arcade_cli.usage.command_tracker import command_tracker as tracker
 times = []
 for _ in range(2):

@@ -8,9 +8,9 @@ import sys
 def main() -> None:
     """Run `arcade`. A bare `--version` answers without loading the application."""
     if sys.argv[1:] == ["--version"]:
-        from importlib.metadata import version
+        from arcade_usage import installed_version
 
-        print(version("arcade-cli"))
+        print(installed_version("arcade-cli"))
         return
     from arcade_cli.app import app
 

@@ -60,8 +60,10 @@ class CommandTracker:
     ) -> None:
         """Send one event for a finished command. Never raises, never waits on PostHog.
 
-        `is_login`/`is_logout` mark the commands that change who the user is; a
-        successful logout rotates the anonymous id after its event.
+        `is_logout` sends the event as the principal the logout ends, then (if it
+        succeeded) rotates the anonymous id. `is_login` needs no path of its own:
+        every command that finds credentials of a principal not linked yet aliases
+        first, and a login is simply the usual first such command.
         """
         if not is_tracking_enabled(self.work_dir):
             return
