@@ -8,37 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from arcade_usage._properties import CI_VARIABLES
 from servers import FakeCloud, FakePostHog
 
 # Nothing a test starts may reach a real host: until a test asks for a fake
 # server, both URLs point at a loopback port nobody listens on.
 DEAD_URL = "http://127.0.0.1:9"
 
-_CI_VARIABLES = (
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "CIRCLECI",
-    "TRAVIS",
-    "BUILDKITE",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "BITBUCKET_BUILD_NUMBER",
-    "CODEBUILD_BUILD_ID",
-    "APPVEYOR",
-    "DRONE",
-    "SEMAPHORE",
-    "BUILD_BUILDID",
-    "CF_BUILD_ID",
-)
-
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private home and work dir, no opt-out or CI variables, loopback-only URLs."""
     for name in list(os.environ):
-        if name.startswith("ARCADE_") or name == "DO_NOT_TRACK" or name in _CI_VARIABLES:
+        if name.startswith("ARCADE_") or name == "DO_NOT_TRACK" or name in ("CI", *CI_VARIABLES):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     home.mkdir()

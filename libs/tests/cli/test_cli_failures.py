@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
-from helpers import run_arcade, sender_pids, wait_until
+from helpers import assert_one_line_error, run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
     from cli.conftest import Account
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """The user sees exit code 1 and one `Error:` line on stderr, and no traceback."""
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0].removeprefix("Error: ")
 
 
 def assert_nothing_sent(posthog: FakePostHog, work_dir: Path, already: int = 0) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 import yaml
 
-from helpers import ARCADE, run_arcade, wait_until
+from helpers import ARCADE, assert_one_line_error, run_arcade, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
@@ -29,18 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 # Guards the tests that blank ARCADE_CLOUD_URL: should the CLI fall back to the real
 # Arcade Cloud, its request goes to this dead loopback proxy, never off the machine.
 NO_WAY_OUT = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """The user sees exit code 1 and one `Error:` line on stderr, and no traceback."""
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0].removeprefix("Error: ")
 
 
 def everything_posthog_got(posthog: FakePostHog) -> str:

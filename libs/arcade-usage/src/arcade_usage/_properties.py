@@ -12,7 +12,7 @@ FAILED = "CLI execution failed"
 MAX_ERROR_LENGTH = 300
 
 # Variables that CI systems set; `CI` itself is checked for a false-ish value.
-_CI_VARIABLES = (
+CI_VARIABLES = (
     "GITHUB_ACTIONS",
     "GITLAB_CI",
     "CIRCLECI",
@@ -36,7 +36,7 @@ def is_ci() -> bool:
     ci = os.environ.get("CI", "").strip().lower()
     if ci and ci not in ("0", "false", "no", "off"):
         return True
-    return any(os.environ.get(name) for name in _CI_VARIABLES)
+    return any(os.environ.get(name) for name in CI_VARIABLES)
 
 
 def command_properties(
