@@ -29,16 +29,12 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", DEAD_URL)
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_API_KEY", "phc_test")
     monkeypatch.setenv("ARCADE_CLOUD_URL", DEAD_URL)
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    # A second fence: anything that would still go elsewhere meets a dead loopback
+    # proxy (requests and httpx both honour these), while loopback stays direct.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, DEAD_URL)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     return home
 
 

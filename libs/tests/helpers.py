@@ -10,6 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+# The proxies of the machine, as they were before the autouse fixture fenced them off:
+# only a package installer (talking to the package index) gets them back.
+_MACHINE_PROXIES = {
+    name: value for name, value in os.environ.items() if name.upper() in PROXY_VARIABLES
+}
+
 ARCADE = Path(sys.executable).with_name("arcade.exe" if os.name == "nt" else "arcade")
 
 
@@ -26,6 +33,12 @@ def run_arcade(
         input=input,
         check=False,
     )
+
+
+def package_index_env() -> dict[str, str]:
+    """This test's environment, with the machine's own proxy settings, for uv or pip."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in PROXY_VARIABLES}
+    return {**env, **_MACHINE_PROXIES}
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import package_index_env, wait_until
 from servers import FakePostHog
 
 WORKSPACE = Path(__file__).resolve().parents[3]
@@ -28,7 +27,7 @@ PACKAGES = {
 def _uv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     uv = shutil.which("uv")
     assert uv is not None
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    env = {**package_index_env(), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(
         [uv, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False
