@@ -76,10 +76,10 @@ class Plan:
 
 
 FULL = Plan(
-    main=21,
+    main=31,
     calls=7,
     hang_reps={"ours": 2, "shipped": 1},
-    hang_follow=4,
+    hang_follow=12,
     alias_reps=2,
     burst={"ours": 50, "shipped": 12},
 )
