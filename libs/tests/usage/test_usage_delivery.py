@@ -195,6 +195,32 @@ def test_a_sender_killed_mid_upload_loses_nothing(
     assert Outbox(work_dir).count() == 0
 
 
+@pytest.mark.timeout(40)
+def test_the_sender_leaves_the_users_python_configuration_out(
+    posthog: FakePostHog, work_dir: Path, track: Track, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user whose Python turns warnings into errors and opens a prompt after every
+    # script must still get a sender that just runs, silently, and ends.
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    monkeypatch.setenv("PYTHONINSPECT", "1")
+    posthog.mode = "hang"  # keeps the sender alive long enough to look at it
+    track("usage.status")
+    wait_until(lambda: posthog.requests >= 1)
+    [pid] = sender_pids(work_dir)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert argv[1:4] == [b"-s", b"-m", b"arcade_usage"]
+    assert b"PYTHONWARNINGS=ignore" in environ
+    assert not [v for v in environ if v.startswith(b"PYTHONINSPECT=")]
+    assert Path(f"/proc/{pid}/cwd").resolve() == (work_dir / ".arcade").resolve()
+
+    _restore(posthog)  # the hung upload fails; the next sender delivers both
+    wait_until(lambda: not sender_pids(work_dir), timeout=11)
+    track("whoami")
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    assert _names(posthog.command_events()) == ["usage.status", "whoami"]
+
+
 @pytest.mark.timeout(30)
 def test_the_sender_runs_without_typer(posthog: FakePostHog, tmp_path: Path) -> None:
     message = {

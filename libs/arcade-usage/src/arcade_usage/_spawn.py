@@ -22,7 +22,10 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
     stdio goes to the null device and no descriptor is inherited, so a pipe the
     user reads from (`arcade ... | head`) closes when the command does. The working
     directory is `cwd` (the `.arcade` directory), never the user's project, which
-    `-m` would otherwise put first on the sender's import path.
+    `-m` would otherwise put first on the sender's import path. The user's Python
+    configuration stays out too: no user site-packages or usercustomize (`-s`,
+    unless arcade-usage itself is installed there), no PYTHONSTARTUP or
+    PYTHONINSPECT, and warnings are ignored rather than turned into errors.
 
     A background thread waits for the child: a long-lived caller collects no zombies, and
     the Popen object is never garbage-collected while the sender runs, which would
@@ -31,14 +34,20 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
     """
     if not sys.executable:
         return
-    child_env = {**os.environ, **env, EVENT_ENV: json.dumps(message), SENDER_ENV: "1"}
+    child_env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONINSPECT")},
+        **env,
+        "PYTHONWARNINGS": "ignore",
+        EVENT_ENV: json.dumps(message),
+        SENDER_ENV: "1",
+    }
     options: dict[str, Any] = {}
     if os.name == "nt":
         options["creationflags"] = _WINDOWS_FLAGS
     else:
         options["start_new_session"] = True
     process = subprocess.Popen(
-        [sys.executable, "-m", "arcade_usage"],
+        [sys.executable, *_isolation_flags(), "-m", "arcade_usage"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -50,3 +59,14 @@ def spawn_sender(message: dict[str, Any], *, cwd: Path, env: dict[str, str]) -> 
     # A bare thread: threading.Thread.start() would block until the new thread has
     # been scheduled, milliseconds on a busy machine.
     _thread.start_new_thread(process.wait, ())
+
+
+def _isolation_flags() -> list[str]:
+    """`-s` (no user site-packages), unless that is where this package was installed."""
+    import site
+
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else ""
+    here = os.path.abspath(__file__)
+    if user_site and here.startswith(os.path.join(os.path.abspath(user_site), "")):
+        return []
+    return ["-s"]
