@@ -17,10 +17,14 @@ from helpers import sender_pids, wait_until
 CLI_VERSION = "9.9.9"
 
 
-def _zombie_children() -> list[int]:
-    """This process's children that have exited and wait to be reaped (Linux /proc)."""
+def _children(*, exited: bool) -> list[int]:
+    """This process's children (Linux /proc): exited ones waiting to be reaped, or live ones.
+
+    A sender started by an in-process `capture` is a live child from the moment it is
+    forked, even before its command line shows up in /proc.
+    """
     me = os.getpid()
-    zombies = []
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -28,9 +32,9 @@ def _zombie_children() -> list[int]:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] == "Z" and int(fields[1]) == me:
-            zombies.append(int(entry))
-    return zombies
+        if int(fields[1]) == me and (fields[0] == "Z") == exited:
+            found.append(int(entry))
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +49,7 @@ def senders_finish(work_dir: Path) -> Iterator[None]:
     try:
         wait_until(lambda: not sender_pids(work_dir), timeout=12)
     finally:
-        for pid in _zombie_children():
+        for pid in _children(exited=True):
             with contextlib.suppress(ChildProcessError):  # reaped meanwhile by its reaper
                 os.waitpid(pid, 0)
 
@@ -73,27 +77,7 @@ def usage_data(arcade_dir: Path) -> Callable[[], dict[str, Any]]:
     return read
 
 
-def _child_pids() -> list[int]:
-    """Live children of this process, whatever they run (Linux /proc).
-
-    A sender started by an in-process `capture` is one from the moment it is forked,
-    even before its command line shows up in /proc.
-    """
-    me = os.getpid()
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            children.append(int(entry))
-    return children
-
-
 @pytest.fixture
 def child_pids() -> Callable[[], list[int]]:
-    """Live children of the test process (see `_child_pids`)."""
-    return _child_pids
+    """Live children of the test process (see `_children`)."""
+    return lambda: _children(exited=False)
