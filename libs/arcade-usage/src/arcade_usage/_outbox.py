@@ -47,10 +47,9 @@ class Outbox:
 
     def paths(self) -> list[Path]:
         """Queued messages, oldest first."""
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return []
+        return self._queued(_listdir(self.directory))
+
+    def _queued(self, names: list[str]) -> list[Path]:
         return [self.directory / n for n in sorted(names) if n.endswith(".json") and n[0] != "."]
 
     def count(self) -> int:
@@ -62,8 +61,9 @@ class Outbox:
         Returns the paths that remain, oldest first.
         """
         now = time.time() if now is None else now
+        names = _listdir(self.directory)
         keep: list[Path] = []
-        for path in self.paths():
+        for path in self._queued(names):
             queued_at = _queued_at(path)
             if queued_at is None or now - queued_at > MAX_AGE_SECONDS:
                 _unlink(path)
@@ -71,7 +71,7 @@ class Outbox:
                 keep.append(path)
         for path in keep[:-MAX_MESSAGES]:
             _unlink(path)
-        for name in _listdir(self.directory):
+        for name in names:
             temp = self.directory / name
             if name.endswith(".tmp") and _age(temp, now) > STALE_TEMP_SECONDS:
                 _unlink(temp)  # left by a writer killed mid-write

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from arcade_identity import arcade_dir
+from arcade_identity._files import ensure_private_dir
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._outbox import Message, Outbox
 from arcade_usage._settings import (
@@ -82,8 +82,8 @@ class UsageService:
         if debug_enabled():
             _print_debug(message)
             return
-        directory = arcade_dir(self._work_dir)
         outbox = self.outbox
+        directory = outbox.directory.parent  # `.arcade`: the sender's working directory
         env = {
             HOST_ENV: self.host,
             API_KEY_ENV: self.api_key,
@@ -92,7 +92,7 @@ class UsageService:
         if self._work_dir is not None:
             env["ARCADE_WORK_DIR"] = os.fspath(self._work_dir)
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_private_dir(directory)
             spawn_sender(message, cwd=directory, env=env)
         except OSError:
             pass  # analytics never break the command

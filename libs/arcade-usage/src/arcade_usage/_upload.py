@@ -36,9 +36,8 @@ def upload_outbox(
     """
     quiet_since = time.monotonic()
     while True:
-        paths = outbox.prune()
-        if paths:
-            for batch_paths, messages in _batches(paths):
+        if outbox.paths():  # one listdir per poll; pruning only when there is work
+            for batch_paths, messages in _batches(outbox.prune()):
                 if stop_at is not None and time.monotonic() + timeout > stop_at:
                     return False
                 try:
