@@ -33,8 +33,7 @@ import os, subprocess, sys, types
 import arcade_usage._spawn as spawn
 subprocess._cleanup = lambda: None
 from arcade_usage import UsageService
-idle = types.SimpleNamespace(start=lambda: None)
-spawn.threading = types.SimpleNamespace(Thread=lambda **kwargs: idle)
+spawn._thread = types.SimpleNamespace(start_new_thread=lambda *args: None)
 service = UsageService()
 for i in range(int(sys.argv[1])):
     service.capture("CLI execution succeeded", "bench", {"command_name": f"bench.{i}"}, True)
