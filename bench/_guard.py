@@ -5,9 +5,13 @@ venv (the CLI and its detached senders alike):
 
 - An audit hook refuses any connection or name lookup that is not loopback and
   appends it to the log, so the benchmark can prove no real host was tried.
-- With `ARCADE_BENCH_POSTHOG_HOST` set, the shipped CLI's hard-coded PostHog host
-  is replaced: in `arcade_core.usage.usage_service.UsageService` (the CLI process)
-  and in `posthog.client.Client` (its alias call and its detached sender).
+- With `ARCADE_BENCH_POSTHOG_HOST` set, arcade_core's hard-coded PostHog host
+  (used by the shipped CLI and by arcade-mcp-server) is replaced: in
+  `arcade_core.usage.usage_service.UsageService` (the tracking process) and in
+  `posthog.client.Client` (its alias call and its detached sender).
+- With `ARCADE_BENCH_PROCS_LOG` set, every Python process of the venv appends its
+  pid and argv to that file at start, so a scenario can count the processes a
+  tracker started (senders reaped by their own parent included).
 
 The benchmark's own packages read the host from the environment and need no patch.
 This module imports only os and sys at start-up (not even typing): it runs in every
@@ -105,7 +109,22 @@ def _install_redirect(host: str) -> None:
     sys.meta_path.insert(0, Finder)  # type: ignore[arg-type]
 
 
+def _log_start(path: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(f"{os.getpid()} {sys.argv!r}\n")
+
+
+_installed: list[bool] = []
+
+
 def install() -> None:
+    """Run by the `.pth`, which a venv can process twice (`lib64` is a link to `lib`)."""
+    if _installed:
+        return
+    _installed.append(True)
+    procs = os.environ.get("ARCADE_BENCH_PROCS_LOG")
+    if procs:
+        _log_start(procs)
     log = os.environ.get("ARCADE_BENCH_GUARD_LOG")
     if log:
         _install_audit(log)

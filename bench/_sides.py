@@ -1,8 +1,10 @@
-"""The two CLIs under test, each in a throw-away venv installed the way a user would.
+"""The trackers under test, each in a throw-away venv installed the way a user would.
 
 `ours`: wheels built from this workspace (`uv build --package ...`), installed with
-`uv pip install --compile-bytecode`. `shipped`: `arcade-mcp==1.16.3` from the index,
-installed the same way. Both venvs get the loopback guard (`_guard.py`).
+`uv pip install --compile-bytecode`; posthog-python's own client is measured from
+this venv too (arcade-usage depends on it). `shipped`: `arcade-mcp==1.16.3` from the
+index, installed the same way; `mcp-server`: the latest `arcade-mcp-server`. Every
+venv gets the loopback guard (`_guard.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 VENVS = BENCH_DIR / ".venvs"
 SHIPPED_REQUIREMENT = "arcade-mcp==1.16.3"
-OUR_PACKAGES = ("arcade-identity", "arcade-usage", "arcade-cli")
+MCP_SERVER_REQUIREMENT = "arcade-mcp-server"
+OUR_PACKAGES = ("arcade-identity", "arcade-usage", "arcade-dev-cli")
 
 PRINCIPAL = "prn_bench_0001"
 EMAIL = "bench@example.com"
@@ -29,9 +32,24 @@ ACCESS_TOKEN = "bench_access_token_0001"  # shipped: an OAuth access token
 GUARD_MODULE = "_arcade_bench_guard"
 
 
-def _uv(*args: str) -> None:
+class BuildError(Exception):
+    """A venv could not be built (uv failed); the message names the uv command."""
+
+
+def _uv(*args: str, cwd: Path = ROOT) -> None:
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run(["uv", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["uv", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BuildError(f"`uv {' '.join(args[:2])} ...` failed: {last}")
 
 
 def _site_packages(venv: Path) -> Path:
@@ -64,11 +82,37 @@ def _make_venv(venv: Path, requirements: list[str]) -> None:
     )
 
 
-def build_ours() -> Path:
+def _export(revision: str, into: Path) -> None:
+    """The tree of `revision` (a commit, a tag) as plain files, leaving the repository alone."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision], cwd=ROOT, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise BuildError(f"`git archive {revision}` failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
+def build_ours(revision: str | None = None) -> Path:
+    """Wheels of the working tree, or of `revision` when given, in `.venvs/ours`."""
     wheels = VENVS / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
+    source = ROOT
+    if revision is not None:
+        source = VENVS / "source"
+        shutil.rmtree(source, ignore_errors=True)
+        _export(revision, source)
     for package in OUR_PACKAGES:
-        _uv("build", "--quiet", "--package", package, "--wheel", "--out-dir", str(wheels))
+        _uv(
+            "build",
+            "--quiet",
+            "--package",
+            package,
+            "--wheel",
+            "--out-dir",
+            str(wheels),
+            cwd=source,
+        )
     venv = VENVS / "ours"
     _make_venv(venv, [str(p) for p in sorted(wheels.glob("*.whl"))])
     return venv
@@ -80,6 +124,21 @@ def build_shipped() -> Path:
     return venv
 
 
+def build_mcp_server() -> Path:
+    venv = VENVS / "mcp-server"
+    _make_venv(venv, [MCP_SERVER_REQUIREMENT])
+    return venv
+
+
+def installed_version(venv: Path, distribution: str) -> str:
+    """The version of `distribution` in `venv`, from its dist-info directory name."""
+    prefix = distribution.replace("-", "_") + "-"
+    for entry in _site_packages(venv).glob("*.dist-info"):
+        if entry.name.lower().startswith(prefix.lower()):
+            return entry.name[len(prefix) : -len(".dist-info")]
+    return "unknown"
+
+
 @dataclass
 class Servers:
     posthog_url: str
@@ -88,12 +147,18 @@ class Servers:
 
 @dataclass
 class Side:
-    """One CLI: how to run it, its cheap tracked command, and how to prepare a home for it."""
+    """One tracker: how to run it, its cheap tracked command, and how to prepare a home for it.
+
+    `flavour` says whose files and settings it uses: `ours` (arcade-identity's files,
+    the host from the environment) or `arcade_core` (arcade-mcp's and
+    arcade-mcp-server's: its own files, a hard-coded host the guard redirects).
+    """
 
     name: str
     venv: Path
     tracked: tuple[str, ...]
     guard_log: Path
+    flavour: str = "ours"
 
     @property
     def arcade(self) -> str:
@@ -115,7 +180,7 @@ class Side:
             "ARCADE_USAGE_POSTHOG_HOST": servers.posthog_url,
             "ARCADE_USAGE_POSTHOG_API_KEY": "phc_bench",
         }
-        if self.name == "ours":
+        if self.flavour == "ours":
             env["ARCADE_WORK_DIR"] = str(home)
         else:
             # arcade-mcp's ARCADE_WORK_DIR names the .arcade directory itself.
@@ -129,7 +194,7 @@ class Side:
     def prepare(self, home: Path, servers: Servers, *, credentials: bool, linked: bool) -> None:
         """A home in the steady state: identity exists; optionally logged in and linked."""
         home.mkdir(parents=True, exist_ok=True)
-        if self.name == "ours":
+        if self.flavour == "ours":
             _prepare_ours(home, servers, credentials=credentials, linked=linked)
         else:
             _prepare_shipped(home, servers, credentials=credentials, linked=linked)
