@@ -20,26 +20,28 @@ from servers import FakeCloud
 
 JUNK = bytes(range(256)) * 4
 
-# (content, the keys of another tool that must survive the repair)
+# Broken identities; none of their keys is carried into the replacement: ours mean
+# nothing without a valid anon_id, and the rest may be some other tool's file.
 BROKEN_USAGE = {
-    "empty": (b"", {}),
-    "truncated": (b"{", {}),
-    "list": (b"[]", {}),
-    "anon_id_number": (b'{"anon_id": 5, "other_tool": {"x": 1}}', {"other_tool": {"x": 1}}),
-    "anon_id_not_uuid": (b'{"anon_id": "not-a-uuid", "theme": "dark"}', {"theme": "dark"}),
-    "anon_id_uuid_lookalike": (b'{"anon_id": " ' + b"0" * 31 + b'", "k": 1}', {"k": 1}),
-    "no_anon_id": (b'{"linked_principal_id": "prn_x", "k": [1]}', {"k": [1]}),
-    "binary_junk": (JUNK, {}),
-    "deeply_nested": (b"[" * 100_000, {}),
+    "empty": b"",
+    "truncated": b"{",
+    "list": b"[]",
+    "anon_id_number": b'{"anon_id": 5, "other_tool": {"x": 1}}',
+    "anon_id_not_uuid": b'{"anon_id": "not-a-uuid", "theme": "dark"}',
+    "anon_id_uuid_lookalike": b'{"anon_id": " ' + b"0" * 31 + b'", "k": 1}',
+    "no_anon_id": b'{"linked_principal_id": "prn_x", "linked_credentials": {}, "k": [1]}',
+    "binary_junk": JUNK,
+    "deeply_nested": b"[" * 100_000,
+    "larger_than_any_identity": b'{"anon_id": "%s", "pad": "%s"}'
+    % (str(uuid.uuid4()).encode(), b"x" * (1 << 20)),
 }
 
 
 @pytest.mark.parametrize("name", list(BROKEN_USAGE))
-def test_invalid_usage_json_is_replaced_keeping_other_keys(arcade_dir: Path, name: str) -> None:
-    content, kept = BROKEN_USAGE[name]
+def test_invalid_usage_json_is_replaced_by_a_fresh_identity(arcade_dir: Path, name: str) -> None:
     arcade_dir.mkdir(mode=0o700)
     usage = arcade_dir / "usage.json"
-    usage.write_bytes(content)
+    usage.write_bytes(BROKEN_USAGE[name])
 
     identity = UsageIdentity()
     data = identity.load_or_create()
@@ -48,7 +50,8 @@ def test_invalid_usage_json_is_replaced_keeping_other_keys(arcade_dir: Path, nam
     assert uuid.UUID(on_disk["anon_id"]).version == 4
     assert on_disk["anon_id"] == data["anon_id"] == identity.get_distinct_id()
     assert on_disk["linked_principal_id"] is None  # a broken file vouches for no one
-    assert {k: on_disk[k] for k in kept} == kept
+    assert sorted(on_disk) == ["anon_id", "linked_principal_id"]  # nothing salvaged
+    assert identity.created is True
     # Repaired for good: the next process keeps that identity.
     assert UsageIdentity().anon_id == on_disk["anon_id"]
 

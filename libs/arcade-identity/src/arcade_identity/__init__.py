@@ -4,8 +4,22 @@
 to; `credentials.yaml` keeps the Arcade Cloud API key. Heavy modules (filelock,
 httpx, yaml) load only when a write, a lookup or a YAML parse needs them.
 
-The names below load on first use, so that the detached sender, which needs
-only `write_atomic`, does not import the rest.
+The names below load on first use (PEP 562), so that the detached sender, which
+needs only `write_atomic` and a few file names, does not import the rest.
+`_NAMES` is the one table of what is public and where it lives; a test holds it,
+`__all__` and the TYPE_CHECKING imports together.
+
+=================  ===========================================================
+module             holds
+=================  ===========================================================
+`exceptions`       the error types, under `ArcadeIdentityError`
+`_paths`           where `.arcade` is, and the names of everything in it
+`_files`           private directory, mode tightening, atomic replacement
+`_store`           `usage.json` under its sidecar lock: read, validate, update
+`_credentials`     `credentials.yaml`, and the fingerprint a link is trusted by
+`_lookup`          asking Arcade Cloud who a key belongs to; failed-lookup memory
+`_identity`        `UsageIdentity`, the facade: who events belong to, transitions
+=================  ===========================================================
 """
 
 from __future__ import annotations
@@ -23,29 +37,51 @@ if TYPE_CHECKING:
         remove_credentials,
         save_credentials,
     )
-    from arcade_identity._files import write_atomic
+    from arcade_identity._files import ensure_private_dir, write_atomic
     from arcade_identity._identity import UsageIdentity
     from arcade_identity._lookup import Principal, lookup_principal
-    from arcade_identity._paths import DEFAULT_CLOUD_URL, arcade_dir
+    from arcade_identity._paths import (
+        CREDENTIALS_FILE,
+        DEFAULT_CLOUD_URL,
+        DISABLED_FILE,
+        LOOKUP_FAILURE_FILE,
+        OUTBOX_DIR,
+        USAGE_FILE,
+        USAGE_LOCK_FILE,
+        arcade_dir,
+    )
     from arcade_identity.exceptions import (
+        ArcadeIdentityError,
         CredentialsError,
+        HomeNotFoundError,
+        IdentityBusyError,
         IdentityUnavailableError,
         InvalidApiKeyError,
         PrincipalLookupError,
     )
 
-_HOMES = {
+_NAMES = {
+    "ArcadeIdentityError": "exceptions",
+    "CREDENTIALS_FILE": "_paths",
     "Credentials": "_credentials",
     "CredentialsError": "exceptions",
     "DEFAULT_CLOUD_URL": "_paths",
+    "DISABLED_FILE": "_paths",
+    "HomeNotFoundError": "exceptions",
+    "IdentityBusyError": "exceptions",
     "IdentityUnavailableError": "exceptions",
     "InvalidApiKeyError": "exceptions",
+    "LOOKUP_FAILURE_FILE": "_paths",
+    "OUTBOX_DIR": "_paths",
     "Principal": "_lookup",
     "PrincipalLookupError": "exceptions",
+    "USAGE_FILE": "_paths",
+    "USAGE_LOCK_FILE": "_paths",
     "UsageIdentity": "_identity",
     "arcade_dir": "_paths",
     "cloud_base_url": "_credentials",
     "credentials_path": "_credentials",
+    "ensure_private_dir": "_files",
     "lookup_principal": "_lookup",
     "read_credentials": "_credentials",
     "remove_credentials": "_credentials",
@@ -54,9 +90,18 @@ _HOMES = {
 }
 
 __all__ = [
+    "CREDENTIALS_FILE",
     "DEFAULT_CLOUD_URL",
+    "DISABLED_FILE",
+    "LOOKUP_FAILURE_FILE",
+    "OUTBOX_DIR",
+    "USAGE_FILE",
+    "USAGE_LOCK_FILE",
+    "ArcadeIdentityError",
     "Credentials",
     "CredentialsError",
+    "HomeNotFoundError",
+    "IdentityBusyError",
     "IdentityUnavailableError",
     "InvalidApiKeyError",
     "Principal",
@@ -65,6 +110,7 @@ __all__ = [
     "arcade_dir",
     "cloud_base_url",
     "credentials_path",
+    "ensure_private_dir",
     "lookup_principal",
     "read_credentials",
     "remove_credentials",
@@ -74,7 +120,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
+    home = _NAMES.get(name)
     if home is None:
         raise AttributeError(f"module 'arcade_identity' has no attribute {name!r}")
     value = getattr(import_module(f"arcade_identity.{home}"), name)
@@ -83,4 +129,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+    return sorted([*globals(), *_NAMES])

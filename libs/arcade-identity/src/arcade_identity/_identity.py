@@ -1,28 +1,28 @@
-"""`usage.json`: the anonymous id and the principal it has been linked to."""
+"""`UsageIdentity`: who this machine's events belong to, and the transitions between people."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from arcade_identity._credentials import (
-    Credentials,
-    cloud_base_url,
-    credentials_path,
-    parse_credentials,
+from arcade_identity import _credentials
+from arcade_identity._credentials import Fingerprint
+from arcade_identity._lookup import FailedLookups, lookup_principal
+from arcade_identity._paths import CREDENTIALS_FILE, LOOKUP_FAILURE_FILE, arcade_dir
+from arcade_identity._store import (
+    ANON_ID,
+    LINKED_CREDENTIALS,
+    LINKED_PRINCIPAL_ID,
+    Data,
+    IdentityStore,
+    linked_principal,
+    rotated,
 )
-from arcade_identity._files import ensure_private_dir, read_bytes_or_none, write_atomic
-from arcade_identity._lookup import lookup_principal
-from arcade_identity._paths import LOOKUP_FAILURE_FILE, USAGE_FILE, arcade_dir
 from arcade_identity.exceptions import (
     CredentialsError,
-    IdentityUnavailableError,
     InvalidApiKeyError,
     PrincipalLookupError,
 )
@@ -31,21 +31,23 @@ if TYPE_CHECKING:
     import httpx
 
 LOCK_TIMEOUT = 5.0
+"""Seconds a plain read-modify-write (first creation, set, reset) waits for the lock."""
 RESOLVE_BUDGET = 1.9
-"""Seconds for a whole principal resolution (parse, imports, request): with recording a
-failure, a command never waits more than 2 s for Arcade Cloud."""
-FAILED_LOOKUP_MEMORY = 300.0  # seconds during which a failed lookup is not retried
-
-Data = dict[str, Any]
+"""Seconds for a whole principal resolution (read, parse, imports, request): with recording
+a failure, a command never waits more than 2 s for Arcade Cloud."""
 
 
 class UsageIdentity:
     """Who this machine's events belong to, kept in `usage.json`.
 
-    Reads take no lock: every write replaces the file atomically, so a reader sees
-    a whole file. Every read-modify-write holds an exclusive lock on a sidecar
-    `usage.json.lock` and re-reads inside it, so processes racing on an empty
-    directory agree on one `anon_id`. The file is loaded once per instance.
+    The file is loaded once per instance; `revalidate()` lets a long-lived process
+    see what other processes changed. Transitions (link, account switch, logout)
+    are decided and written under the `usage.json` lock after a re-read, so they
+    happen once however many processes find the same change together.
+
+    The `.arcade` directory is found on first use, not here: a tool can build an
+    instance at import time on a machine with no home directory, and learns of it
+    (HomeNotFoundError) only when it asks for the identity.
     """
 
     def __init__(
@@ -56,18 +58,45 @@ class UsageIdentity:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.directory: Path = arcade_dir(work_dir)
-        self.path: Path = self.directory / USAGE_FILE
-        self.credentials_path: Path = credentials_path(work_dir)
-        self._lock_path = self.directory / f"{USAGE_FILE}.lock"
-        self._failure_path = self.directory / LOOKUP_FAILURE_FILE
+        self._work_dir = work_dir
         self._lookup_timeout = lookup_timeout
         self._transport = transport
         self._clock = clock
+        self._store_: IdentityStore | None = None
         self._data: Data | None = None
         self._principal: tuple[str | None] | None = None
-        self.created = False
+        # The credentials file's stat when the principal was resolved ((None,): no file).
+        self._credentials_seen: tuple[list[int] | None] | None = None
+        # The principal a lookup found, with the fingerprint of the bytes it was read from.
+        self._looked_up: tuple[str, Fingerprint] | None = None
+
+    # -- where -----------------------------------------------------------------------------
+
+    @property
+    def _store(self) -> IdentityStore:
+        if self._store_ is None:
+            self._store_ = IdentityStore(arcade_dir(self._work_dir))
+        return self._store_
+
+    @property
+    def directory(self) -> Path:
+        """The `.arcade` directory. Raises HomeNotFoundError when there is none to be had."""
+        return self._store.directory
+
+    @property
+    def path(self) -> Path:
+        """`usage.json`. Raises HomeNotFoundError when there is no `.arcade` to be had."""
+        return self._store.path
+
+    @property
+    def credentials_path(self) -> Path:
+        """`credentials.yaml`. Raises HomeNotFoundError when there is no `.arcade` to be had."""
+        return self._store.directory / CREDENTIALS_FILE
+
+    @property
+    def created(self) -> bool:
         """True when this instance created `usage.json` (the machine's first tracked command)."""
+        return self._store_ is not None and self._store_.created
 
     # -- the file --------------------------------------------------------------------------
 
@@ -77,9 +106,9 @@ class UsageIdentity:
         Raises IdentityUnavailableError when the file cannot be read or written.
         """
         if self._data is None:
-            data = self._read()
+            data = self._store.read()
             if data is None:
-                data = self._update(lambda current: current)
+                data = self._store.update(lambda current: None, timeout=LOCK_TIMEOUT)
             self._data = data
         return dict(self._data)
 
@@ -88,81 +117,148 @@ class UsageIdentity:
 
         Raises IdentityUnavailableError when the file cannot be read.
         """
-        return dict(self._data) if self._data is not None else self._read()
+        return dict(self._data) if self._data is not None else self._store.read()
 
     @property
     def anon_id(self) -> str:
-        return str(self.load_or_create()["anon_id"])
+        return str(self.load_or_create()[ANON_ID])
 
     @property
     def linked_principal_id(self) -> str | None:
-        linked = self.load_or_create().get("linked_principal_id")
-        return linked if isinstance(linked, str) and linked else None
+        return linked_principal(self.load_or_create())
 
     def set_linked_principal_id(self, principal_id: str) -> None:
-        """Record that `anon_id` now belongs to `principal_id`, and which credentials said so."""
-        fingerprint = self._credentials_fingerprint()
+        """Record that `anon_id` now belongs to `principal_id`, and which credentials said so.
+
+        Unconditional; `link_principal` is the transition that happens once.
+        """
+        fingerprint = self._fingerprint_for(principal_id)
 
         def link(data: Data) -> Data:
-            data["linked_principal_id"] = principal_id
-            data["linked_credentials"] = fingerprint
+            data[LINKED_PRINCIPAL_ID] = principal_id
+            data[LINKED_CREDENTIALS] = fingerprint
             return data
 
-        self._data = self._update(link, write_always=True)
+        self._data = self._store.update(link, timeout=LOCK_TIMEOUT)
         self._principal = (principal_id,) if fingerprint else None
 
     def reset_to_anonymous(self) -> None:
-        """Start over as a new anonymous person: a fresh `anon_id`, linked to nobody."""
+        """Start over as a new anonymous person: a fresh `anon_id`, linked to nobody.
 
-        def rotate(data: Data) -> Data:
-            data["anon_id"] = str(uuid.uuid4())
-            data["linked_principal_id"] = None
-            data.pop("linked_credentials", None)
-            return data
-
-        self._data = self._update(rotate, write_always=True)
+        Unconditional; `end_session` is the logout transition that happens once.
+        """
+        self._data = self._store.update(rotated, timeout=LOCK_TIMEOUT)
         self._principal = None
 
-    def _read(self) -> Data | None:
-        try:
-            raw = read_bytes_or_none(self.path)
-        except OSError as exc:
-            raise IdentityUnavailableError(f"cannot read {self.path}: {exc}") from exc
-        return None if raw is None else _valid(raw)
+    # -- transitions, each decided under the lock ------------------------------------------
 
-    def _update(self, change: Callable[[Data], Data], *, write_always: bool = False) -> Data:
-        """Apply `change` to the current identity while holding the sidecar lock."""
-        from filelock import FileLock, Timeout
+    def link_principal(
+        self, principal_id: str, alias: Callable[[str, str], object], *, timeout: float
+    ) -> bool:
+        """Link `anon_id` to `principal_id`, aliasing it first; True if this call did it.
 
-        try:
-            ensure_private_dir(self.directory)
-            with FileLock(self._lock_path, timeout=LOCK_TIMEOUT, mode=0o600):
-                raw = read_bytes_or_none(self.path)
-                current = None if raw is None else _valid(raw)
-                created = current is None
-                if current is None:
-                    current = {**_salvage(raw), "anon_id": str(uuid.uuid4())}
-                    current.setdefault("linked_principal_id", None)
-                data = change(current)
-                if created or write_always:
-                    write_atomic(self.path, json.dumps(data, indent=2).encode() + b"\n")
-                    self.created = self.created or created
+        Under the `usage.json` lock (waited for at most `timeout` s), after a
+        re-read: already linked to `principal_id` → nothing is aliased and False
+        is returned (the credentials' fingerprint is refreshed if it changed, so
+        the next commands trust the link without a lookup). Linked to another
+        principal → `anon_id` is rotated first, so an id already merged into one
+        account is never aliased onto another. Then `alias(anon_id, principal_id)`
+        is called, still under the lock (the caller bounds its time), and the link
+        is stored even if it returned False or raised: an alias is never sent
+        twice for a pair. An Exception from `alias` is swallowed; anything else
+        (KeyboardInterrupt) is raised again once the link is stored.
+
+        Raises IdentityBusyError if the lock is not had in time (nothing aliased),
+        IdentityUnavailableError if the file cannot be read or written.
+        """
+        fingerprint = self._fingerprint_for(principal_id)
+        made = False
+        interrupted: list[BaseException] = []
+
+        def link(data: Data) -> Data | None:
+            nonlocal made
+            linked = linked_principal(data)
+            if linked == principal_id:
+                if fingerprint is None or data.get(LINKED_CREDENTIALS) == fingerprint:
+                    return None
+                data[LINKED_CREDENTIALS] = fingerprint
                 return data
-        except (OSError, Timeout) as exc:
-            raise IdentityUnavailableError(f"cannot update {self.path}: {exc}") from exc
+            if linked is not None:
+                data = rotated(data)
+            made = True
+            try:
+                alias(str(data[ANON_ID]), principal_id)
+            except Exception:
+                pass  # delivered or queued is the caller's business; the link stands
+            except BaseException as exc:
+                interrupted.append(exc)
+            data[LINKED_PRINCIPAL_ID] = principal_id
+            data[LINKED_CREDENTIALS] = fingerprint
+            return data
+
+        try:
+            self._data = self._store.update(link, timeout=timeout)
+        finally:
+            if interrupted:
+                raise interrupted[0]
+        self._principal = (principal_id,) if fingerprint else None
+        return made
+
+    def end_session(self, *, timeout: float = LOCK_TIMEOUT) -> str | None:
+        """Logout: rotate `anon_id` and clear the link; returns the principal it ended.
+
+        Under the lock, after a re-read, so that of many logouts at once exactly one
+        finds the identity linked (its logout event belongs to that principal); the
+        others, and a logout while anonymous, get None and leave `anon_id` alone.
+        """
+        ended: str | None = None
+
+        def end(data: Data) -> Data | None:
+            nonlocal ended
+            ended = linked_principal(data)
+            return None if ended is None else rotated(data)
+
+        self._data = self._store.update(end, timeout=timeout)
+        self._principal = None
+        self._looked_up = None
+        return ended
+
+    def revalidate(self) -> None:
+        """Forget what changed on disk since it was loaded, for a long-lived process.
+
+        If `usage.json` or the credentials file is another version than the one
+        this instance used, the next access reads it again. A stat or two when
+        nothing changed; never the lock, never YAML, never the network.
+        """
+        store = self._store_
+        if store is None:
+            return
+        if self._data is not None and store.changed():
+            self._data = None
+            self._principal = None
+        seen = self._credentials_seen
+        if seen is not None and seen[0] != self._credentials_stat():
+            self._principal = None
+            self._credentials_seen = None
 
     # -- who the events belong to ----------------------------------------------------------
 
-    def get_principal_id(self) -> str | None:
+    def get_principal_id(self, *, lookup: bool = True) -> str | None:
         """The principal the saved credentials belong to, or None for anonymous use.
 
         The linked principal is trusted without network or YAML while the credentials
         file is the one it was linked with. Otherwise the key is looked up (once per
         process, 2 s at most); a failed lookup is remembered for five minutes so the
-        following commands do not wait again.
+        following commands do not wait again. With `lookup=False`, only the first
+        of these: no network, no YAML, no lock, nothing created.
         """
-        if self._principal is None:
-            self._principal = (self._resolve_principal(),)
+        if self._principal is not None:
+            cached = self._principal[0]
+            if lookup or cached is None or cached == self._linked_on_disk():
+                return cached
+        if not lookup:
+            return self._trusted_link(self._peek_cached())
+        self._principal = (self._resolve_principal(),)
         return self._principal[0]
 
     def get_distinct_id(self) -> str:
@@ -174,125 +270,79 @@ class UsageIdentity:
         principal = self.get_principal_id()
         return principal is not None and principal != self.linked_principal_id
 
+    def _peek_cached(self) -> Data | None:
+        if self._data is None:
+            self._data = self._store.read()
+        return self._data
+
+    def _linked_on_disk(self) -> str | None:
+        data = self._peek_cached()
+        return None if data is None else linked_principal(data)
+
+    def _trusted_link(self, data: Data | None) -> str | None:
+        """Rule 1: the linked principal, while the credentials are the ones it was linked with."""
+        linked = None if data is None else linked_principal(data)
+        if linked is None or data is None:
+            return None
+        if not _credentials.matches(self.credentials_path, data.get(LINKED_CREDENTIALS)):
+            return None
+        self._credentials_seen = (self._credentials_stat(),)
+        self._principal = (linked,)
+        return linked
+
     def _resolve_principal(self) -> str | None:
         # One deadline for the whole resolution: reading and parsing the
         # credentials, importing httpx and the request all come out of it.
         deadline = time.monotonic() + self._lookup_timeout
-        linked = self.linked_principal_id
-        if linked and self._credentials_match(self.load_or_create().get("linked_credentials")):
+        linked = self._trusted_link(self.load_or_create())
+        if linked is not None:
             return linked
-        try:
-            attempt = {
-                "credentials": _stat_key(os.stat(self.credentials_path)),
-                "cloud_url": os.environ.get("ARCADE_CLOUD_URL", ""),
-            }
-        except OSError:
+        path = self.credentials_path
+        st = _credentials.current_stat(path)
+        self._credentials_seen = (None if st is None else _credentials.stat_key(st),)
+        if st is None:
             return None  # no credentials: anonymous
+        attempt = {
+            "credentials": _credentials.stat_key(st),
+            "cloud_url": os.environ.get("ARCADE_CLOUD_URL", ""),
+        }
+        failures = FailedLookups(self._store.directory / LOOKUP_FAILURE_FILE, self._clock)
         # Checked before any parsing: an offline user's commands pay one stat and
         # one small read for the five minutes, not YAML and a hash each time.
-        if self._lookup_failed_recently(attempt):
+        if failures.recent(attempt):
             return None
-        credentials = self._read_credentials()
-        if credentials is None:
+        try:
+            found = _credentials.read_raw_credentials(path)
+            credentials = None if found is None else _credentials.parse_credentials(found[0])
+        except CredentialsError:
+            return None
+        if found is None or credentials is None:
             return None
         try:
             principal = lookup_principal(
                 credentials.api_key,
-                cloud_base_url(credentials),
+                _credentials.cloud_base_url(credentials),
                 timeout=max(0.0, deadline - time.monotonic()),
                 transport=self._transport,
             )
         except (PrincipalLookupError, InvalidApiKeyError):
-            self._remember_failed_lookup(attempt)
+            failures.remember(attempt)
             return None
+        self._looked_up = (principal.principal_id, _credentials.fingerprint(*found))
         return principal.principal_id
 
-    def _read_credentials(self) -> Credentials | None:
+    def _fingerprint_for(self, principal_id: str) -> Fingerprint | None:
+        """The fingerprint of the credentials that said `principal_id`, else of today's."""
+        if self._looked_up is not None and self._looked_up[0] == principal_id:
+            return self._looked_up[1]
         try:
-            raw = read_bytes_or_none(self.credentials_path)
-            return None if raw is None else parse_credentials(raw)
-        except (OSError, CredentialsError):
+            found = _credentials.read_raw_credentials(self.credentials_path)
+        except CredentialsError:
             return None
+        return None if found is None else _credentials.fingerprint(*found)
 
-    def _credentials_fingerprint(self) -> dict[str, Any] | None:
+    def _credentials_stat(self) -> list[int] | None:
         try:
-            stat = os.stat(self.credentials_path)
-            raw = self.credentials_path.read_bytes()
+            return _credentials.stat_key(os.stat(self.credentials_path))
         except OSError:
             return None
-        return {"stat": _stat_key(stat), "sha256": _sha256(raw)}
-
-    def _credentials_match(self, fingerprint: object) -> bool:
-        """Whether the credentials file is the one recorded at link time.
-
-        A matching stat answers without reading the file; a touched or copied file
-        with the same bytes still matches by hash.
-        """
-        if not isinstance(fingerprint, dict):
-            return False
-        try:
-            stat = os.stat(self.credentials_path)
-            if _stat_key(stat) == fingerprint.get("stat"):
-                return True
-            return _sha256(self.credentials_path.read_bytes()) == fingerprint.get("sha256")
-        except OSError:
-            return False
-
-    def _lookup_failed_recently(self, attempt: dict[str, Any]) -> bool:
-        """Whether a lookup with these very credentials (and Cloud URL) failed lately."""
-        try:
-            record = json.loads(self._failure_path.read_bytes())
-            failed_at = float(record["failed_at"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        same = record.get("attempt") == attempt
-        return same and 0 <= self._clock() - failed_at < FAILED_LOOKUP_MEMORY
-
-    def _remember_failed_lookup(self, attempt: dict[str, Any]) -> None:
-        record = {"failed_at": self._clock(), "attempt": attempt}
-        # If this cannot be written, the next command simply tries again.
-        with contextlib.suppress(OSError):
-            write_atomic(self._failure_path, json.dumps(record).encode())
-
-
-def _valid(raw: bytes) -> Data | None:
-    """The parsed identity, or None when the content does not hold a usable one."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        return None
-    if not isinstance(data, dict):
-        return None
-    anon_id = data.get("anon_id")
-    if not isinstance(anon_id, str):
-        return None
-    try:
-        # uuid.UUID() also takes " 0000...", "0_00...", "urn:uuid:..."; only the canonical
-        # form is an anon_id we would have written and can send as-is.
-        if str(uuid.UUID(anon_id)) != anon_id.lower():
-            return None
-    except ValueError:
-        return None
-    return data
-
-
-def _salvage(raw: bytes | None) -> Data:
-    """Keys of an invalid identity worth keeping (another tool's), or nothing."""
-    try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k not in ("anon_id", "linked_principal_id")}
-
-
-def _stat_key(stat: os.stat_result) -> list[int]:
-    # ctime too: an in-place edit that restores the old mtime still changes it.
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

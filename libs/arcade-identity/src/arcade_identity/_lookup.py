@@ -1,11 +1,17 @@
-"""Who an API key belongs to, asked of Arcade Cloud at most once per process."""
+"""Who an API key belongs to, asked of Arcade Cloud at most once per process, and the
+on-disk memory of a failed lookup that spares the next commands the wait."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from arcade_identity._files import read_regular, write_atomic
 from arcade_identity.exceptions import InvalidApiKeyError, PrincipalLookupError
 
 if TYPE_CHECKING:
@@ -13,6 +19,9 @@ if TYPE_CHECKING:
 
 VALIDATE_PATH = "/api/v1/auth/validate"
 LOOKUP_TIMEOUT = 2.0
+FAILED_LOOKUP_MEMORY = 300.0
+"""Seconds during which a failed lookup (with the same credentials and Cloud URL) is
+not tried again."""
 
 T = TypeVar("T")
 
@@ -114,3 +123,37 @@ def _within(timeout: float, call: Callable[[], T]) -> T:
     if not outcome:
         raise PrincipalLookupError(f"Arcade Cloud did not answer within {timeout:g} s")
     return outcome[0]
+
+
+class FailedLookups:
+    """`principal_lookup.json`: the last lookup that failed, and for which credentials.
+
+    An offline user's commands then pay one stat and one small read for five
+    minutes, not a YAML parse and a 2 s wait each. A lookup with other
+    credentials (a new login) or another Cloud URL is not held back.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self._clock = clock
+
+    def recent(self, attempt: dict[str, Any]) -> bool:
+        """Whether a lookup of this very `attempt` failed less than five minutes ago."""
+        try:
+            found = read_regular(self.path, limit=4096)
+            record = json.loads(found[0]) if found else {}
+            failed_at = float(record["failed_at"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return False
+        if not isinstance(record, dict):
+            return False
+        same = record.get("attempt") == attempt
+        return same and 0 <= self._clock() - failed_at < FAILED_LOOKUP_MEMORY
+
+    def remember(self, attempt: dict[str, Any]) -> None:
+        record = {"failed_at": self._clock(), "attempt": attempt}
+        # If this cannot be written, the next command simply tries again.
+        with contextlib.suppress(OSError):
+            write_atomic(self.path, json.dumps(record).encode())

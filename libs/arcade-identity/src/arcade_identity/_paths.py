@@ -1,18 +1,60 @@
-"""Where the `.arcade` directory and its files live."""
+"""Where `.arcade` is, and everything of ours that lives in it.
+
+`$ARCADE_WORK_DIR/.arcade/` (the work dir defaults to the home directory) holds,
+for both arcade-identity and arcade-usage:
+
+========================  ===============  ====================================================
+name                      owner            what
+========================  ===============  ====================================================
+`usage.json`              arcade-identity  `anon_id` and `linked_principal_id` (0600, atomic)
+`usage.json.lock`         arcade-identity  sidecar lock held for every read-modify-write
+`credentials.yaml`        arcade-identity  the Arcade Cloud API key from `arcade login` (0600)
+`principal_lookup.json`   arcade-identity  the last failed principal lookup (5 min memory)
+`usage_outbox/`           arcade-usage     events waiting for PostHog, and the outbox's lock
+`usage_disabled`          arcade-usage     the persisted opt-out (`arcade usage disable`)
+========================  ===============  ====================================================
+
+plus the `.<name>.<pid>.<random>.tmp` files of an atomic write in progress.
+The directory itself is 0700. Nothing else of ours lives there.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from arcade_identity.exceptions import HomeNotFoundError
+
+ARCADE_DIR = ".arcade"
 USAGE_FILE = "usage.json"
+USAGE_LOCK_FILE = "usage.json.lock"
 CREDENTIALS_FILE = "credentials.yaml"
 LOOKUP_FAILURE_FILE = "principal_lookup.json"
+OUTBOX_DIR = "usage_outbox"
+DISABLED_FILE = "usage_disabled"
+
 DEFAULT_CLOUD_URL = "https://cloud.arcade.dev"
 
 
 def arcade_dir(work_dir: str | os.PathLike[str] | None = None) -> Path:
-    """`$ARCADE_WORK_DIR/.arcade`, the work dir defaulting to the home directory."""
-    if work_dir is None:
-        work_dir = os.environ.get("ARCADE_WORK_DIR") or Path.home()
-    return Path(work_dir) / ".arcade"
+    """`$ARCADE_WORK_DIR/.arcade` as an absolute path; the work dir defaults to the home.
+
+    A relative work dir is taken relative to the current directory now, so that a
+    caller that keeps the result (or hands it to a child) keeps one place.
+    Raises HomeNotFoundError when neither a work dir nor a home directory exists.
+    """
+    if work_dir is None or os.fspath(work_dir) == "":
+        work_dir = os.environ.get("ARCADE_WORK_DIR") or _home()
+    return Path(os.path.abspath(work_dir)) / ARCADE_DIR
+
+
+def _home() -> str:
+    # os.path.expanduser returns "~" unchanged when neither HOME nor a passwd entry
+    # gives a home; Path.home() raises RuntimeError or KeyError depending on the version.
+    try:
+        home = os.path.expanduser("~")
+    except (KeyError, RuntimeError, ImportError) as exc:
+        raise HomeNotFoundError("no home directory and no ARCADE_WORK_DIR") from exc
+    if not os.path.isabs(home):
+        raise HomeNotFoundError("no home directory and no ARCADE_WORK_DIR")
+    return home

@@ -1,19 +1,39 @@
-"""Errors raised by arcade-identity; each subclasses the builtin it resembles."""
+"""Errors raised by arcade-identity, all under one root, `ArcadeIdentityError`.
+
+A builtin is subclassed only where the meaning matches: a file that cannot be
+used is an `OSError`; an answer from Arcade Cloud (a refused key, a server on a
+bad day) is not, so a broad `except OSError` never swallows "bad key".
+"""
 
 from __future__ import annotations
 
 
-class IdentityUnavailableError(OSError):
+class ArcadeIdentityError(Exception):
+    """Root of every error arcade-identity raises."""
+
+
+class IdentityUnavailableError(ArcadeIdentityError, OSError):
     """`usage.json` (or its directory) cannot be read or written at all."""
 
 
-class CredentialsError(ValueError):
-    """`credentials.yaml` exists but cannot be read or does not hold the expected shape."""
+class HomeNotFoundError(IdentityUnavailableError):
+    """No `ARCADE_WORK_DIR` and no home directory (HOME unset, no passwd entry).
+
+    Callers treat it as "tracking quietly off": there is nowhere to keep an identity.
+    """
 
 
-class PrincipalLookupError(ConnectionError):
+class IdentityBusyError(IdentityUnavailableError):
+    """The `usage.json` lock could not be had within the time the caller allowed."""
+
+
+class CredentialsError(ArcadeIdentityError, ValueError):
+    """`credentials.yaml` exists but cannot be read, is too large, or has the wrong shape."""
+
+
+class PrincipalLookupError(ArcadeIdentityError):
     """Arcade Cloud could not be reached, timed out, or answered with a server error."""
 
 
-class InvalidApiKeyError(PermissionError):
+class InvalidApiKeyError(ArcadeIdentityError):
     """Arcade Cloud refused the API key (HTTP 401 or 403)."""
