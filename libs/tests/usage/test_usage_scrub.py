@@ -62,6 +62,7 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("api_key = 'Zq8vW3nP'", "api_key = '***'"),
         ("auth_header=Zq8vW3nP;next", "auth_header=***;next"),
         ("(secret=Zq8vW3nP)", "(secret=***)"),
+        ("{'password' => 'Zq8v W3nP'}", "{'password' => '***'}"),
         # An exception's name is not a key: the error stays readable.
         ("KeyError: 'profile'", "KeyError: 'profile'"),
         ("AuthenticationError: wrong account", "AuthenticationError: wrong account"),

@@ -74,7 +74,7 @@ ROWS: tuple[Row, ...] = (
         # `Error`, `Exception` and `Warning` end a class name (`KeyError: 'x'`), not a key.
         rf"(?i)(?<!{_NAME})(?={_NAME}*?{_KEY_WORD})(?P<head>{_NAME}+)"
         r"(?<!error)(?<!exception)(?<!warning)"
-        rf"(?P<sep>[\"']?[ \t]*[:=][ \t]*)(?:{_QUOTED}|{_VALUE})",
+        rf"(?P<sep>[\"']?[ \t]*(?:[:=]>?)[ \t]*)(?:{_QUOTED}|{_VALUE})",
         rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
     ),
     (
