@@ -1,38 +1,41 @@
-"""Fixtures for the `arcade` end-to-end tests: known accounts, a machine past its first run."""
+"""Fixtures for the `arcade` tests: accounts, a machine past its first run, no stray sender."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cli.accounts import ALPHA, BRAVO, Account
 from helpers import run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 
-@dataclass(frozen=True)
-class Account:
-    key: str
-    principal: str
-    email: str
+@pytest.fixture(autouse=True)
+def senders_finish(work_dir: Path) -> Iterator[None]:
+    """After each test, every sender an `arcade` run started for it has exited.
+
+    Each hard-exits within 10 s, so the wait is bounded; a test that leaves one
+    running would hand its events, or its lock, to the next test's fakes.
+    """
+    yield
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
 
 
 @pytest.fixture
 def account_a(cloud: FakeCloud) -> Account:
     """An account the fake Arcade Cloud knows."""
-    account = Account("arc_key_alpha_0123456789", "prn_alpha", "alpha@example.com")
-    cloud.add_account(account.key, account.principal, account.email)
-    return account
+    cloud.add_account(ALPHA.key, ALPHA.principal, ALPHA.email)
+    return ALPHA
 
 
 @pytest.fixture
 def account_b(cloud: FakeCloud) -> Account:
     """A second account, for switching."""
-    account = Account("arc_key_bravo_9876543210", "prn_bravo", "bravo@example.com")
-    cloud.add_account(account.key, account.principal, account.email)
-    return account
+    cloud.add_account(BRAVO.key, BRAVO.principal, BRAVO.email)
+    return BRAVO
 
 
 @pytest.fixture

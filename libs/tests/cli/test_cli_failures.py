@@ -13,7 +13,7 @@ from helpers import assert_one_line_error, run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
-    from cli.conftest import Account
+    from cli.accounts import Account
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ from helpers import run_arcade, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
-    from cli.conftest import Account
+    from cli.accounts import Account
 
 pytestmark = pytest.mark.timeout(60)
 

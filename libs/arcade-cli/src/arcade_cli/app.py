@@ -8,6 +8,7 @@ import typer
 
 from arcade_cli._tracking import tracker
 from arcade_cli.commands import auth, usage
+from arcade_cli.main import DISTRIBUTION
 from arcade_usage import installed_version
 from arcade_usage.typer import TrackedTyper
 
@@ -18,6 +19,7 @@ app = TrackedTyper(
     login_command="login",
     logout_command="logout",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -30,7 +32,7 @@ app.add_typer(usage.app, name="usage")
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(installed_version("arcade-cli"))
+        typer.echo(installed_version(DISTRIBUTION))
         raise typer.Exit()
 
 

@@ -31,7 +31,10 @@ the 2 s a tracked command grants a background lookup."""
 def login(
     api_key: Annotated[
         str | None,
-        typer.Option("--api-key", help="Log in with this API key instead of the browser."),
+        typer.Option(
+            "--api-key",
+            help="Log in with this API key instead of the browser; `-` reads it from stdin.",
+        ),
     ] = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Arcade Cloud URL (default: Arcade's).")
@@ -48,6 +51,8 @@ def login(
     current = _current_credentials(replacing=True)
     base_url = (host or cloud_base_url(current)).rstrip("/")
     email_hint = None
+    if api_key == "-":
+        api_key = _key_from_stdin()
     if api_key is None:
         if current is not None:
             typer.echo(
@@ -113,6 +118,31 @@ def _current_credentials(*, replacing: bool = False) -> Credentials | None:
         raise ArcadeCliError(
             f"{exc} ({credentials_path()}). Run `arcade login` to replace it."
         ) from exc
+
+
+MAX_KEY_BYTES = 4096
+
+
+def _key_from_stdin() -> str:
+    """The key piped in (`arcade login --api-key - < key.txt`): out of shell history and `ps`.
+
+    One trailing newline, as `echo` or a text editor leaves it, is not part of the key.
+    """
+    import sys
+
+    if sys.stdin is None:
+        raise ArcadeCliError("--api-key -: standard input is closed.")
+    raw = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
+    if len(raw) > MAX_KEY_BYTES:
+        raise ArcadeCliError(f"--api-key -: more than {MAX_KEY_BYTES} bytes on standard input.")
+    try:
+        key = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ArcadeCliError("--api-key -: standard input is not UTF-8 text.") from exc
+    key = key.removesuffix("\n").removesuffix("\r")
+    if not key:
+        raise ArcadeCliError("--api-key -: no API key on standard input.")
+    return key
 
 
 def _validate(api_key: str, base_url: str) -> Principal:

@@ -1,0 +1,227 @@
+"""`arcade usage status` (the screen and `--json`), `enable`/`disable`, `--version`, `-h`."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.accounts import Account
+from helpers import run_arcade, sender_pids, wait_until
+from servers import FakePostHog
+
+pytestmark = pytest.mark.timeout(60)
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def screen(text: str, work_dir: Path) -> str:
+    """The screen with its volatile parts named: the test's work dir, uuids."""
+    return UUID.sub("<uuid>", text.replace(str(work_dir), "<work>"))
+
+
+def anon_id(arcade_dir: Path) -> str:
+    return str(json.loads((arcade_dir / "usage.json").read_text())["anon_id"])
+
+
+def status_json(**env: str) -> dict[str, Any]:
+    result = run_arcade("usage", "status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_first_status_shows_the_whole_screen_and_the_notice_goes_to_stderr(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    result = run_arcade("usage", "status")
+
+    assert result.returncode == 0, result.stderr
+    assert screen(result.stdout, work_dir) == (
+        "Tracking:         on (the default)\n"
+        "Anonymous id:     <uuid>\n"
+        "Linked principal: none\n"
+        "Identity file:    <work>/.arcade/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+    )
+    assert f"Anonymous id:     {anon_id(arcade_dir)}\n" in result.stdout
+    assert "arcade usage disable" in result.stderr  # the one-time notice, never on stdout
+    [event] = wait_until(posthog.command_events)
+    assert event["event"] == "CLI execution succeeded"
+    assert event["distinct_id"] == anon_id(arcade_dir)
+    assert event["properties"]["command_name"] == "usage.status"
+    assert event["properties"]["cli_version"] == version("arcade-dev-cli")
+
+
+def test_status_json_and_screen_show_what_waits_in_the_outbox(
+    work_dir: Path, arcade_dir: Path
+) -> None:
+    # PostHog is unreachable: the first command's event stays in the outbox.
+    assert run_arcade("usage", "status").returncode == 0
+    wait_until(lambda: not sender_pids(work_dir))
+
+    assert status_json() == {
+        "tracking": True,
+        "reason": "the default",
+        "anon_id": anon_id(arcade_dir),
+        "linked_principal_id": None,
+        "identity_file": str(arcade_dir / "usage.json"),
+        "identity_problem": None,
+        "outbox_waiting": 1,
+        "outbox_dir": str(arcade_dir / "usage_outbox"),
+    }
+    wait_until(lambda: not sender_pids(work_dir))
+    result = run_arcade("usage", "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert screen(result.stdout, work_dir) == (
+        "Tracking:         on (the default)\n"
+        "Anonymous id:     <uuid>\n"
+        "Linked principal: none\n"
+        "Identity file:    <work>/.arcade/usage.json\n"
+        "Outbox:           2 event(s) waiting in <work>/.arcade/usage_outbox\n"
+    )
+
+
+def test_status_json_when_logged_in(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    data = status_json()
+    assert (data["tracking"], data["anon_id"], data["linked_principal_id"]) == (
+        True,
+        first_run,
+        account_a.principal,
+    )
+
+
+def test_disable_then_status_shows_off_and_sends_nothing_until_enabled(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path, first_run: str
+) -> None:
+    disable = run_arcade("usage", "disable")
+    assert disable.returncode == 0, disable.stderr
+    assert disable.stdout.startswith("Usage tracking is off")
+    assert str(arcade_dir / "usage_disabled") in disable.stdout
+
+    status = run_arcade("usage", "status")
+    assert status.returncode == 0, status.stderr
+    assert screen(status.stdout, work_dir) == (
+        "Tracking:         off (disabled with `arcade usage disable`)\n"
+        "Anonymous id:     <uuid>\n"
+        "Linked principal: none\n"
+        "Identity file:    <work>/.arcade/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+    )
+    assert f"Anonymous id:     {first_run}\n" in status.stdout
+    assert sender_pids(work_dir) == []
+
+    enable = run_arcade("usage", "enable")
+    assert enable.returncode == 0, enable.stderr
+    assert enable.stdout == "Usage tracking is on.\n"
+    assert run_arcade("usage", "status").returncode == 0
+    wait_until(lambda: len(posthog.command_events()) == 3)
+    assert [e["properties"]["command_name"] for e in posthog.command_events()] == [
+        "usage.status",
+        "usage.enable",
+        "usage.status",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("DO_NOT_TRACK", "1", "DO_NOT_TRACK=1"),
+        ("ARCADE_USAGE_TRACKING", " Off ", "ARCADE_USAGE_TRACKING=Off"),
+    ],
+)
+def test_environment_opt_out_shows_why_and_creates_nothing(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path, variable: str, value: str, reason: str
+) -> None:
+    env = {variable: value}
+    status = run_arcade("usage", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert status.stderr == ""  # no notice either
+    assert screen(status.stdout, work_dir) == (
+        f"Tracking:         off ({reason} is set)\n"
+        "Anonymous id:     none yet\n"
+        "Linked principal: none\n"
+        "Identity file:    <work>/.arcade/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+    )
+    assert status_json(**env) == {
+        "tracking": False,
+        "reason": f"{reason} is set",
+        "anon_id": None,
+        "linked_principal_id": None,
+        "identity_file": str(arcade_dir / "usage.json"),
+        "identity_problem": None,
+        "outbox_waiting": 0,
+        "outbox_dir": str(arcade_dir / "usage_outbox"),
+    }
+
+    enable = run_arcade("usage", "enable", env=env)
+    assert enable.returncode == 0, enable.stderr
+    assert enable.stdout == f"Usage tracking is still off: {reason} is set.\n"
+    assert not arcade_dir.exists()
+    assert sender_pids(work_dir) == []
+    assert posthog.requests == 0
+
+
+def test_usage_json_that_is_a_directory_is_shown_as_unusable(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    (arcade_dir / "usage.json").mkdir(parents=True)
+    status = run_arcade("usage", "status")
+    assert status.returncode == 0, status.stderr
+    assert "Traceback" not in status.stderr
+    assert screen(status.stdout, work_dir) == (
+        "Tracking:         on (the default)\n"
+        "Anonymous id:     none yet\n"
+        "Linked principal: none\n"
+        "Identity file:    <work>/.arcade/usage.json (unusable: Is a directory)\n"
+        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+    )
+    assert status_json()["identity_problem"] == "Is a directory"
+
+
+def test_version_prints_the_installed_version_and_sends_nothing(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    result = run_arcade("--version")
+    assert result.returncode == 0
+    assert result.stdout == version("arcade-dev-cli") + "\n"
+    assert result.stderr == ""
+    assert sender_pids(work_dir) == []
+    assert posthog.requests == 0
+    assert not arcade_dir.exists()
+
+
+COMMANDS = [
+    [],
+    ["login"],
+    ["logout"],
+    ["whoami"],
+    ["usage"],
+    ["usage", "status"],
+    ["usage", "enable"],
+    ["usage", "disable"],
+]
+
+
+def test_dash_h_is_help_everywhere(posthog: FakePostHog, arcade_dir: Path) -> None:
+    for command in COMMANDS:
+        long = run_arcade(*command, "--help")
+        short = run_arcade(*command, "-h")
+        assert long.returncode == 0, (command, long.stderr)
+        assert short.returncode == 0, (command, short.stderr)
+        assert short.stdout == long.stdout
+        assert short.stdout.startswith(f"Usage: arcade {' '.join(command)}".rstrip() + " ")
+        assert "-h, --help" in short.stdout
+        assert short.stderr == ""
+    assert posthog.requests == 0
+    assert not arcade_dir.exists()
