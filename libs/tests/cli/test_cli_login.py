@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import queue
+import socket
 import stat
-import subprocess
+import struct
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import pytest
 import yaml
 
-from helpers import ARCADE, assert_one_line_error, run_arcade, wait_until
+from cli.live_arcade import LiveArcade
+from helpers import assert_one_line_error, run_arcade, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
@@ -147,62 +147,9 @@ def test_login_when_the_cloud_is_down_or_hangs_fails_quickly_and_saves_nothing(
 # -- login in the browser ------------------------------------------------------------------
 
 
-class _Lines:
-    """Lines a child process prints, read on a thread so the test can wait with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self._stream = proc.stdout
-        self._queue: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        for line in self._stream:
-            self._queue.put(line)
-
-    def wait_for(self, prefix: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line starting with {prefix!r}: {self.seen}") from None
-            self.seen.append(line)
-            if line.startswith(prefix):
-                return line.strip()
-
-    def rest(self) -> str:
-        """Everything printed, once the process has closed its stdout."""
-        self._thread.join(10)
-        while not self._queue.empty():
-            self.seen.append(self._queue.get())
-        return "".join(self.seen)
-
-
-def _start_browser_login(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(ARCADE), "login", "--timeout", "20", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _reap(proc: subprocess.Popen[str], lines: _Lines) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    lines.rest()  # the reader is done with stdout before it is closed
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-
-
-def _get(url: str) -> tuple[int, str]:
+def _get(url: str, timeout: float = 10) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -216,10 +163,8 @@ def test_browser_login_refuses_a_forged_callback_then_accepts_the_real_one(
     first_run: str,
 ) -> None:
     cloud.browser_key = account_a.key
-    proc = _start_browser_login("--no-browser")
-    lines = _Lines(proc)
-    try:
-        url = lines.wait_for("http")
+    with LiveArcade("login", "--no-browser", "--timeout", "20") as arcade:
+        url = arcade.wait_for_line("http")
         assert url.startswith(f"{cloud.url}/api/v1/auth/cli_login?")
         query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
         callback = urlparse(query["callback_uri"])
@@ -231,19 +176,16 @@ def test_browser_login_refuses_a_forged_callback_then_accepts_the_real_one(
         assert _get(f"{query['callback_uri']}?{forged}")[0] == 400
         no_key = urlencode({"state": query["state"]})
         assert _get(f"{query['callback_uri']}?{no_key}")[0] == 400
-        assert proc.poll() is None
+        assert arcade.proc.poll() is None
         assert not (arcade_dir / "credentials.yaml").exists()
 
         status, page = _get(url)  # the browser: Cloud signs the user in, redirects back
         assert status == 200
         assert "logged in" in page
-
-        assert proc.wait(timeout=15) == 0
-        assert proc.stderr is not None
-        assert proc.stderr.read() == ""
-        assert f"Logged in as {account_a.email}." in lines.rest()
-    finally:
-        _reap(proc, lines)
+        code, stdout, stderr = arcade.finish()
+    assert code == 0, stderr
+    assert stderr == ""
+    assert stdout.endswith(f"Logged in as {account_a.email}.\n")
 
     saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
     assert saved["cloud"]["api"]["key"] == account_a.key
@@ -252,6 +194,99 @@ def test_browser_login_refuses_a_forged_callback_then_accepts_the_real_one(
     assert posthog.aliases() == [(first_run, account_a.principal)]
     assert posthog.command_events()[1]["distinct_id"] == account_a.principal
     assert "arc_key_attacker" not in everything_posthog_got(posthog)
+
+
+def _raw_status(port: int, request: bytes) -> int:
+    """Send `request` as is on a fresh connection; the status code of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = sock.makefile("rb").readline()
+    return int(answer.split()[1])
+
+
+def test_the_callback_is_never_held_up_and_refuses_every_malformed_state(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    cloud.browser_key = account_a.key
+    held: list[socket.socket] = []
+    with LiveArcade("login", "--no-browser", "--timeout", "30") as arcade:
+        try:
+            url = arcade.wait_for_line("http")
+            query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+            callback, state = query["callback_uri"], query["state"]
+            port = urlparse(callback).port
+            assert port is not None
+
+            # Clients that hold a connection: one idle, one that sent half a request.
+            held.append(socket.create_connection(("127.0.0.1", port)))
+            held.append(socket.create_connection(("127.0.0.1", port)))
+            held[1].sendall(b"GET /callback?state=" + state[:8].encode())
+            # Clients that hang up: mid-request, and with a reset before reading the answer.
+            with socket.create_connection(("127.0.0.1", port)) as gone:
+                gone.sendall(b"GET /callback?sta")
+            rude = socket.create_connection(("127.0.0.1", port))
+            rude.sendall(b"GET /callback?state=x&api_key=y HTTP/1.0\r\n\r\n")
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            rude.close()
+
+            attacker = "arc_key_attacker_000"
+            malformed = [
+                f"api_key={attacker}",  # no state
+                f"state={state}&state={state}&api_key={attacker}",  # repeated
+                f"state={quote(state + 'é')}&api_key={attacker}",  # not ASCII
+                f"state=%FF%FE&api_key={attacker}",  # not UTF-8
+                f"state={'a' * 20_000}&api_key={attacker}",  # huge
+                f"state={state}{'a' * 5_000}&api_key={attacker}",  # ours, then more
+                f"state={state}&api_key={attacker}&api_key={attacker}",  # ours, key repeated
+                f"state=&api_key={attacker}",  # empty
+            ]
+            for bad in malformed:
+                assert _get(f"{callback}?{bad}", timeout=5)[0] == 400, bad
+            raw = (
+                b"GET /callback?state=\xc3\xa9&api_key=" + attacker.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert _raw_status(port, raw) == 400
+            assert arcade.proc.poll() is None
+
+            # The real callback, while the idle and half-sent connections are still open:
+            # served at once, well within the 10 s a client is given to finish its request.
+            status, page = _get(url, timeout=5)
+            assert status == 200
+            assert "logged in" in page
+            code, stdout, stderr = arcade.finish()
+        finally:
+            for sock in held:
+                sock.close()
+    assert code == 0, stderr
+    assert stderr == ""  # no traceback for any of it
+    assert stdout.endswith(f"Logged in as {account_a.email}.\n")
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"]["api"]["key"] == account_a.key
+    assert cloud.validations == 1
+
+
+# -- the key on stdin ----------------------------------------------------------------------
+
+
+def test_login_reads_the_key_from_stdin(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path
+) -> None:
+    result = run_arcade("login", "--api-key", "-", input=account_a.key + "\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Logged in as {account_a.email}.\n"
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"]["api"]["key"] == account_a.key
+
+
+@pytest.mark.parametrize("given", ["", "\n"], ids=["nothing", "an empty line"])
+def test_login_with_no_key_on_stdin_fails_with_one_line(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str, given: str
+) -> None:
+    result = run_arcade("login", "--api-key", "-", input=given)
+    assert_one_line_error(result, "no API key on standard input")
+    assert result.stdout == ""
+    assert cloud.validations == 0
+    assert not (arcade_dir / "credentials.yaml").exists()
 
 
 def test_browser_login_opens_the_users_browser(
