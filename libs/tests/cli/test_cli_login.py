@@ -362,3 +362,31 @@ def test_whoami_when_not_logged_in_says_so_and_fails(
     failed = wait_until(lambda: posthog.events("CLI execution failed"))
     assert failed[0]["properties"]["command_name"] == "whoami"
     assert failed[0]["distinct_id"] == first_run
+
+
+# -- logout --------------------------------------------------------------------------------
+
+
+def test_logout_says_so_and_starts_a_new_anonymous_identity(
+    posthog: FakePostHog, account_a: Account, work_dir: Path, arcade_dir: Path, first_run: str
+) -> None:
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+
+    result = run_arcade("logout")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Logged out.\n"
+    assert not (arcade_dir / "credentials.yaml").exists()
+    status = run_arcade("usage", "status")
+    new_anon = json.loads((arcade_dir / "usage.json").read_text())["anon_id"]
+    assert new_anon != first_run
+    assert f"Anonymous id:     {new_anon}\nLinked principal: none\n" in status.stdout
+    # `arcade logout` is tracked as the logout: sent as the account that logged out.
+    wait_until(lambda: len(posthog.command_events()) == 4)
+    logout_event = posthog.command_events()[2]
+    assert logout_event["properties"]["command_name"] == "logout"
+    assert logout_event["distinct_id"] == account_a.principal
+
+    again = run_arcade("logout")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "Not logged in.\n"
+    assert json.loads((arcade_dir / "usage.json").read_text())["anon_id"] == new_anon
