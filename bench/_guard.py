@@ -23,6 +23,12 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+    from typing import Any
+
 _LOOPBACK_NAMES = ("localhost", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1")
 
 
@@ -55,17 +61,17 @@ def _install_audit(log: str) -> None:
     sys.addaudithook(hook)
 
 
-def _patch_usage_service(module: object, host: str) -> None:
+def _patch_usage_service(module: Any, host: str) -> None:
     original = module.UsageService.__init__
 
-    def init(self: object, *args: object, **kwargs: object) -> None:
+    def init(self: Any, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)
         self.host = host
 
     module.UsageService.__init__ = init
 
 
-def _patch_posthog_client(module: object, host: str) -> None:
+def _patch_posthog_client(module: Any, host: str) -> None:
     original = module.Client.__init__
 
     def init(self: object, *args: object, **kwargs: object) -> None:
@@ -90,7 +96,9 @@ def _install_redirect(host: str) -> None:
         """Patches the named modules right after they execute."""
 
         @staticmethod
-        def find_spec(name: str, path: object = None, target: object = None) -> object:
+        def find_spec(
+            name: str, path: Sequence[str] | None = None, target: object = None
+        ) -> object:
             patch = patches.get(name)
             if patch is None:
                 return None
@@ -99,7 +107,7 @@ def _install_redirect(host: str) -> None:
                 return spec
             exec_module = spec.loader.exec_module
 
-            def exec_and_patch(module: object) -> None:
+            def exec_and_patch(module: ModuleType) -> None:
                 exec_module(module)
                 patch(module, host)
 

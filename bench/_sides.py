@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ ROOT = BENCH_DIR.parent
 VENVS = BENCH_DIR / ".venvs"
 SHIPPED_REQUIREMENT = "arcade-mcp==1.16.3"
 MCP_SERVER_REQUIREMENT = "arcade-mcp-server"
-OUR_PACKAGES = ("arcade-identity", "arcade-usage", "arcade-dev-cli")
+OUR_DIRS = ("arcade-identity", "arcade-usage", "arcade-cli")  # under libs/
 
 PRINCIPAL = "prn_bench_0001"
 EMAIL = "bench@example.com"
@@ -93,6 +94,18 @@ def _export(revision: str, into: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
+def _package_names(tree: Path) -> list[str]:
+    """Each of our members' distribution name, as that tree spells it (the CLI's changed)."""
+    names = []
+    for directory in OUR_DIRS:
+        text = (tree / "libs" / directory / "pyproject.toml").read_text()
+        found = re.search(r'^name\s*=\s*"([^"]+)"', text, re.MULTILINE)
+        if found is None:
+            raise BuildError(f"no project name in libs/{directory}/pyproject.toml")
+        names.append(found.group(1))
+    return names
+
+
 def build_ours(revision: str | None = None) -> Path:
     """Wheels of the working tree, or of `revision` when given, in `.venvs/ours`."""
     wheels = VENVS / "wheels"
@@ -102,7 +115,7 @@ def build_ours(revision: str | None = None) -> Path:
         source = VENVS / "source"
         shutil.rmtree(source, ignore_errors=True)
         _export(revision, source)
-    for package in OUR_PACKAGES:
+    for package in _package_names(source):
         _uv(
             "build",
             "--quiet",
