@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from arcade_usage._properties import CI_VARIABLES
+from arcade_usage._events import CI_VARIABLES
 from servers import FakeCloud, FakePostHog
 
 # Nothing a test starts may reach a real host: until a test asks for a fake

@@ -28,12 +28,19 @@ DEAD_URL = "http://127.0.0.1:9"  # nobody listens on the discard port
 
 
 def _outbox(work_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_bytes()) for p in Outbox(work_dir).paths()]
+    outbox = Outbox(work_dir)
+    return [json.loads((Path(outbox.directory) / n).read_bytes()) for n in outbox.names()]
 
 
 def _restore(posthog: FakePostHog) -> None:
     posthog.mode = "ok"
     posthog.release.set()
+
+
+def _back_off_passed(work_dir: Path) -> None:
+    """Wait out the back-off a failed upload left: until then a command starts no upload."""
+    wait_until(lambda: not sender_pids(work_dir), timeout=11)
+    wait_until(lambda: Outbox(work_dir).backoff_remaining() == 0, timeout=5)
 
 
 def _names(messages: list[dict[str, Any]]) -> list[str]:
@@ -72,7 +79,7 @@ def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
     assert posthog.aliases() == []
 
     _restore(posthog)
-    wait_until(lambda: not sender_pids(work_dir))
+    _back_off_passed(work_dir)
     track("whoami")
 
     wait_until(lambda: len(posthog.command_events()) == 3)
@@ -132,6 +139,7 @@ def test_undelivered_events_wait_in_the_outbox_and_go_once_when_posthog_is_back(
 
     posthog.mode = "ok"
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", posthog.url)
+    _back_off_passed(work_dir)
     track("four")
 
     wait_until(lambda: len(posthog.command_events()) >= 4)
@@ -181,7 +189,7 @@ def test_a_sender_killed_mid_upload_loses_nothing(
 
     queued = _outbox(work_dir)
     assert _names(queued) == ["doomed"]
-    assert not [p for p in Outbox(work_dir).directory.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in Path(Outbox(work_dir).directory).iterdir() if p.suffix == ".tmp"]
 
     _restore(posthog)
     track("next")
@@ -214,8 +222,8 @@ def test_the_sender_leaves_the_users_python_configuration_out(
     assert not [v for v in environ if v.startswith(b"PYTHONINSPECT=")]
     assert Path(f"/proc/{pid}/cwd").resolve() == (work_dir / ".arcade").resolve()
 
-    _restore(posthog)  # the hung upload fails; the next sender delivers both
-    wait_until(lambda: not sender_pids(work_dir), timeout=11)
+    _restore(posthog)  # the hung upload fails; after the back-off, the next sender delivers both
+    _back_off_passed(work_dir)
     track("whoami")
     wait_until(lambda: len(posthog.command_events()) == 2)
     assert _names(posthog.command_events()) == ["usage.status", "whoami"]

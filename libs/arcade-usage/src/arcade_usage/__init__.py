@@ -1,13 +1,32 @@
-"""Usage tracking for Arcade's command-line tools.
+"""Usage tracking for Arcade's tools: commands, MCP servers, and the sending behind them.
 
-`CommandTracker` records one event per command; `UsageService` sends it to
-PostHog from a detached process, so a command never waits for analytics.
-Nothing heavy is imported here: posthog loads only in the sender and for an
-alias, typer only in `arcade_usage.typer`.
+`CommandTracker` records one event per command and `ServerTracker` a server's
+start and every tool call; `UsageService` hands each event to a detached sender
+(`python -m arcade_usage`) through an on-disk outbox, so no caller ever waits for
+analytics. Nothing heavy is imported here: posthog loads only in the sender and
+for an alias, typer only in `arcade_usage.typer`.
 
-The names below load on first use. `python -m arcade_usage` imports this
-package before the sender runs, and a sender that only hands its event over
-should not pay for the tracker, the service and subprocess.
+=============  ==================================================================
+module         holds
+=============  ==================================================================
+`_tracker`     `CommandTracker`, and the lazy alias both trackers share
+`_server`      `ServerTracker`
+`_service`     `UsageService`: capture, alias, starting the sender
+`_sender`      the detached process, `python -m arcade_usage`
+`_outbox`      the on-disk queue, its upload lock, lease and back-off
+`_posthog`     everything that talks to PostHog: one request, the upload loop
+`_events`      what an event is: names, the message, properties, versions
+`_scrub`       what an error message may say before it leaves the machine
+`_consent`     whether tracking is on and why; the one-time notice
+`_env`         environment variables, and the parent → sender protocol
+`typer`        `TrackedTyper`, for any Typer application
+=============  ==================================================================
+
+The names below load on first use (PEP 562): `python -m arcade_usage` imports
+this package before the sender runs, and a sender that only hands its event over
+should not pay for the trackers, the service and subprocess. `_NAMES` is the one
+table of what is public; a test holds it, `__all__` and the TYPE_CHECKING imports
+together.
 """
 
 from __future__ import annotations
@@ -23,25 +42,29 @@ if TYPE_CHECKING:
         is_tracking_enabled,
         tracking_state,
     )
+    from arcade_usage._events import FAILED, SUCCEEDED, installed_version
     from arcade_usage._outbox import Outbox
-    from arcade_usage._properties import FAILED, SUCCEEDED, scrub
+    from arcade_usage._scrub import scrub
+    from arcade_usage._server import ServerTracker
     from arcade_usage._service import UsageService
     from arcade_usage._tracker import CommandTracker
-    from arcade_usage._version import installed_version
-    from arcade_usage.exceptions import DeliveryError
+    from arcade_usage.exceptions import DeliveryError, MessageRefusedError, UsageError
 
-_HOMES = {
+_NAMES = {
     "CommandTracker": "_tracker",
     "DeliveryError": "exceptions",
-    "FAILED": "_properties",
+    "FAILED": "_events",
+    "MessageRefusedError": "exceptions",
     "Outbox": "_outbox",
-    "SUCCEEDED": "_properties",
+    "SUCCEEDED": "_events",
+    "ServerTracker": "_server",
+    "UsageError": "exceptions",
     "UsageService": "_service",
     "disable_tracking": "_consent",
     "enable_tracking": "_consent",
-    "installed_version": "_version",
+    "installed_version": "_events",
     "is_tracking_enabled": "_consent",
-    "scrub": "_properties",
+    "scrub": "_scrub",
     "tracking_state": "_consent",
 }
 
@@ -50,7 +73,10 @@ __all__ = [
     "SUCCEEDED",
     "CommandTracker",
     "DeliveryError",
+    "MessageRefusedError",
     "Outbox",
+    "ServerTracker",
+    "UsageError",
     "UsageService",
     "disable_tracking",
     "enable_tracking",
@@ -62,7 +88,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
+    home = _NAMES.get(name)
     if home is None:
         raise AttributeError(f"module 'arcade_usage' has no attribute {name!r}")
     value = getattr(import_module(f"arcade_usage.{home}"), name)
@@ -71,4 +97,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+    return sorted([*globals(), *_NAMES])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from arcade_usage._sender import main
 
 if __name__ == "__main__":
-    main()
+    with contextlib.suppress(Exception):
+        main()

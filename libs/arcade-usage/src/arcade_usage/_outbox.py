@@ -1,124 +1,516 @@
-"""The on-disk outbox: events handed over for delivery, kept until PostHog has them.
+"""The outbox: messages waiting for PostHog, kept on disk until it has them.
 
-One JSON file per message, written atomically, named by the time it was queued so
-that a listing is the delivery order (an alias queued by a command sorts ahead of
-the event that follows it). A file leaves the outbox only after PostHog accepted
-it, so a sender killed at any moment loses nothing and a resend keeps the uuid.
+`.arcade/usage_outbox/` holds one file per message and a few bookkeeping files:
+
+- `<seq>-<queued>-<token>.json`: a message. `seq` (12 digits) is the delivery
+  order: an append to `.seq` gives every message, in every process, the next
+  number without a lock and without the wall clock, so an alias queued before an
+  event is delivered before it whatever the clock did. `queued` (Unix seconds) is
+  only for the age bound. A file leaves the outbox after PostHog took it (or
+  refused it for good), so a sender killed at any moment loses nothing.
+- `.seq`: one byte appended per message; its length is the last number given.
+- `.upload.lock`: held (flock) by the one uploader.
+- `.uploader`: the uploader's lease: its pid, with an mtime refreshed every
+  quarter second while the uploader takes new messages; a capture that sees it
+  fresh files its message and starts no sender. The uploader removes it before
+  its last look at the outbox, so a message filed while the lease was fresh is
+  always seen.
+- `.spawned`: the pid of the last sender started, dated then; within a second
+  of that, while it lives, a capture files its message for that sender instead
+  of starting another.
+- `.backoff`: `{"until": t, "delay": d}` after a failed upload; until then no
+  process starts an upload. A value the clock makes absurd (more than `delay`
+  away) counts as expired.
+
+The outbox touches only what it wrote: the directory must be a real directory
+owned by the user (never a symlink), entries are opened with `O_NOFOLLOW` and
+`O_NONBLOCK` and read only when they are regular files, and anything not named
+as above is left alone.
+
+Only `os` and `time` are imported at module level: a sender that hands its
+event to a running uploader pays for little more than starting Python.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import stat
 import time
-from pathlib import Path
-from typing import Any
 
-from arcade_identity import arcade_dir
-from arcade_usage._settings import OUTBOX_DIR
-from arcade_usage._spool import file_message
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+
+    from arcade_usage._events import Message
 
 MAX_MESSAGES = 1000
 MAX_AGE_SECONDS = 7 * 24 * 3600
+MAX_MESSAGE_BYTES = 256 * 1024
 STALE_TEMP_SECONDS = 3600
+LEASE_SECONDS = 1.0
+"""A lease refreshed less recently than this belongs to an uploader that is gone."""
+HEARTBEAT_SECONDS = 0.25
+SPAWN_INTERVAL = 1.0
+"""At most one sender started per outbox in this many seconds."""
+MAX_BACKOFF_SECONDS = 24 * 3600.0
+SEQ_RESET_BYTES = 1 << 20
 
-Message = dict[str, Any]
+_SEQ = ".seq"
+_LOCK = ".upload.lock"
+_LEASE = ".uploader"
+_SPAWNED = ".spawned"
+_BACKOFF = ".backoff"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class OutboxUnavailableError(OSError):
+    """The outbox directory is not a real directory of this user's (a symlink, say)."""
 
 
 class Outbox:
-    """A directory of messages waiting for PostHog."""
+    """A directory of messages waiting for PostHog, oldest first.
+
+    `clock` gives the wall time (seconds): it dates messages for the age bound and
+    the bookkeeping files, never their order.
+    """
 
     def __init__(
         self,
         work_dir: str | os.PathLike[str] | None = None,
         *,
         directory: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """The outbox of `work_dir` (default: `ARCADE_WORK_DIR`), or the one at `directory`."""
-        self.directory: Path = (
-            Path(directory) if directory is not None else arcade_dir(work_dir) / OUTBOX_DIR
+        if directory is None:
+            from arcade_identity import OUTBOX_DIR, arcade_dir
+
+            directory = arcade_dir(work_dir) / OUTBOX_DIR
+        self.directory = os.path.abspath(directory)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.directory!r})"
+
+    # -- filing ------------------------------------------------------------------------
+
+    def put(self, message: Message, *, durable: bool = False) -> str:
+        """Queue `message` behind everything queued before it; returns the entry's name.
+
+        Once this returns, the message survives the caller's death (SIGKILL,
+        `os._exit`); `durable` also fsyncs it, for a machine switched off.
+        """
+        import json
+
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.file(data, token=message["uuid"].replace("-", ""), durable=durable)
+
+    def file(self, data: bytes, *, token: str = "", durable: bool = False) -> str:
+        """Queue one message's JSON as given (an entry that is not a message is dropped later)."""
+        self.prepare()
+        seq = self._next_seq()
+        token = "".join(c for c in token if c in "0123456789abcdef")[:32] or os.urandom(8).hex()
+        name = f"{seq:012d}-{int(self._clock()):010d}-{token}.json"
+        _write_new(os.path.join(self.directory, name), data, durable=durable)
+        return name
+
+    def _next_seq(self) -> int:
+        fd = os.open(
+            os.path.join(self.directory, _SEQ),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY,
+            0o600,
         )
+        try:
+            os.write(fd, b".")
+            return os.lseek(fd, 0, os.SEEK_CUR)
+        finally:
+            os.close(fd)
 
-    def put(self, message: Message) -> Path:
-        """Queue `message` behind everything queued before it."""
-        data = json.dumps(message, separators=(",", ":")).encode()
-        return Path(file_message(self.directory, data, message["uuid"]))
+    def prepare(self) -> None:
+        """Create the directory if needed; refuse one that is not ours."""
+        try:
+            self._check()
+        except FileNotFoundError:
+            parent = os.path.dirname(self.directory)
+            from arcade_identity import ensure_private_dir
 
-    def paths(self) -> list[Path]:
-        """Queued messages, oldest first."""
-        return self._queued(_listdir(self.directory))
+            ensure_private_dir(parent)
+            try:  # noqa: SIM105 - no contextlib on the hand-over path
+                os.mkdir(self.directory, 0o700)
+            except FileExistsError:
+                pass
+            self._check()
 
-    def _queued(self, names: list[str]) -> list[Path]:
-        return [self.directory / n for n in sorted(names) if n.endswith(".json") and n[0] != "."]
+    def _check(self) -> None:
+        info = os.lstat(self.directory)
+        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            raise OutboxUnavailableError(f"{self.directory} is not a directory of this user's")
+
+    def usable(self) -> bool:
+        """Whether the directory exists and is ours to read and write."""
+        try:
+            self._check()
+        except OSError:
+            return False
+        return True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The messages waiting, oldest first (names of our own making only)."""
+        return sorted(n for n in self._listing() if _is_entry_name(n))
 
     def count(self) -> int:
-        return len(self.paths())
+        return len(self.names())
 
-    def prune(self, now: float | None = None) -> list[Path]:
-        """Drop what is beyond the bounds (older than 7 days, past the newest 1,000).
+    def _listing(self) -> list[str]:
+        if not self.usable():
+            return []
+        try:
+            return os.listdir(self.directory)
+        except OSError:
+            return []
 
-        Returns the paths that remain, oldest first.
+    def read(self, name: str) -> Message | None:
+        """The message in entry `name`; None if it is gone, not a regular file, or no message.
+
+        An entry of ours that holds no message is dropped; anything else is left alone.
         """
-        now = time.time() if now is None else now
-        names = _listdir(self.directory)
-        keep: list[Path] = []
-        for path in self._queued(names):
-            queued_at = _queued_at(path)
-            if queued_at is None or now - queued_at > MAX_AGE_SECONDS:
-                _unlink(path)
+        import json
+
+        from arcade_usage._events import is_message
+
+        path = os.path.join(self.directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MESSAGE_BYTES:
+                return None
+            data = os.read(fd, MAX_MESSAGE_BYTES + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        try:
+            message = json.loads(data)
+        except (ValueError, RecursionError):
+            message = None
+        if not is_message(message):
+            self.remove(name)
+            return None
+        result: Message = message
+        return result
+
+    def remove(self, name: str) -> None:
+        """Delete entry `name` (the entry itself, never what a link would lead to)."""
+        if _is_entry_name(name) or name.endswith(".tmp"):
+            try:  # noqa: SIM105 - no contextlib on the hand-over path
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+
+    def prune(self) -> list[str]:
+        """Drop what is beyond the bounds; returns the names that remain, oldest first.
+
+        Bounds: the newest MAX_MESSAGES by order, and no message dated more than
+        MAX_AGE_SECONDS away from now, in either direction (a date in the future
+        means the clock was wrong then or is now; either way it cannot keep an
+        entry forever). Temp files of writers killed mid-write go too.
+        """
+        now = self._clock()
+        listing = self._listing()
+        keep: list[str] = []
+        for name in sorted(n for n in listing if _is_entry_name(n)):
+            if abs(now - int(name.split("-")[1])) > MAX_AGE_SECONDS:
+                self.remove(name)
             else:
-                keep.append(path)
-        for path in keep[:-MAX_MESSAGES]:
-            _unlink(path)
-        for name in names:
-            temp = self.directory / name
-            if name.endswith(".tmp") and _age(temp, now) > STALE_TEMP_SECONDS:
-                _unlink(temp)  # left by a writer killed mid-write
+                keep.append(name)
+        for name in keep[:-MAX_MESSAGES]:
+            self.remove(name)
+        for name in listing:
+            if name.startswith(".") and name.endswith(".tmp"):
+                age = _age(os.path.join(self.directory, name), now)
+                if age is not None and abs(age) > STALE_TEMP_SECONDS:
+                    self.remove(name)
         return keep[-MAX_MESSAGES:]
 
+    def clear(self) -> int:
+        """Drop every message waiting; returns how many."""
+        names = self.names()
+        for name in names:
+            self.remove(name)
+        return len(names)
 
-def read_message(path: Path) -> Message | None:
-    """The message in `path`, or None if it is gone or unreadable as one."""
-    try:
-        message = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return message if is_message(message) else None
+    def reset_sequence(self) -> None:
+        """Start `.seq` over when the outbox is empty (called by the uploader, under the lock)."""
+        path = os.path.join(self.directory, _SEQ)
+        try:
+            if os.lstat(path).st_size > SEQ_RESET_BYTES and not self.names():
+                os.truncate(path, 0)
+        except OSError:
+            pass
+
+    # -- who is sending ----------------------------------------------------------------
+
+    def uploader_at_work(self) -> bool:
+        """True while an uploader holds a fresh lease: it will take what is filed now."""
+        return self._fresh(_LEASE, LEASE_SECONDS)
+
+    def sender_started_recently(self) -> bool:
+        """True within SPAWN_INTERVAL of a sender's start: it will take what is filed now."""
+        return self._fresh(_SPAWNED, SPAWN_INTERVAL)
+
+    def mark_sender_started(self, pid: int) -> None:
+        self._stamp(_SPAWNED, pid)
+
+    def _fresh(self, name: str, seconds: float) -> bool:
+        """Whether `name` was stamped less than `seconds` ago by a process still alive."""
+        path = os.path.join(self.directory, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode) or not 0 <= self._clock() - info.st_mtime < seconds:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+            try:
+                pid = int(os.read(fd, 32) or b"0")
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):
+            return False
+        return _alive(pid)
+
+    def _stamp(self, name: str, pid: int | None = None) -> None:
+        """Write `pid` (default: ours) into `name`, dated now."""
+        path = os.path.join(self.directory, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _NONBLOCK, 0o600)
+        try:
+            os.write(fd, str(os.getpid() if pid is None else pid).encode())
+            self._date(fd, path)
+        finally:
+            os.close(fd)
+
+    def _refresh(self, name: str) -> None:
+        path = os.path.join(self.directory, name)
+        fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _NONBLOCK)
+        try:
+            self._date(fd, path)
+        finally:
+            os.close(fd)
+
+    def _date(self, fd: int, path: str) -> None:
+        now = self._clock()
+        if os.utime in os.supports_fd:
+            os.utime(fd, (now, now))
+        else:
+            os.utime(path, (now, now))
+
+    def lease(self) -> AbstractContextManager[None]:
+        """Hold the uploader's lease for the block (the caller holds the upload lock)."""
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def held() -> Iterator[None]:
+            stop = threading.Event()
+
+            def beat() -> None:
+                while not stop.wait(HEARTBEAT_SECONDS):
+                    try:
+                        self._refresh(_LEASE)
+                    except OSError:
+                        return
+
+            self._stamp(_LEASE)
+            heartbeat = threading.Thread(target=beat, name="arcade-usage-lease", daemon=True)
+            heartbeat.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                heartbeat.join()
+                try:  # noqa: SIM105 - no contextlib on the hand-over path
+                    os.unlink(os.path.join(self.directory, _LEASE))
+                except OSError:
+                    pass
+
+        return held()
+
+    def upload_lock(self, *, wait_until: float | None = None) -> UploadLock:
+        """The lock only the uploader holds; `wait_until` (monotonic) bounds the wait for it."""
+        return UploadLock(self, wait_until)
+
+    # -- back-off ----------------------------------------------------------------------
+
+    def backoff_remaining(self) -> float:
+        """Seconds before an upload may be tried again; 0 when it may be now."""
+        import json
+
+        path = os.path.join(self.directory, _BACKOFF)
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except OSError:
+            return 0.0
+        try:
+            record = json.loads(os.read(fd, 4096))
+            left = float(record["until"]) - self._clock()
+            delay = float(record["delay"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+        finally:
+            os.close(fd)
+        return left if 0 < left <= delay else 0.0
+
+    def back_off(self, retry_after: float | None = None) -> float:
+        """Record a failed upload; returns the delay before the next attempt.
+
+        Doubles from 2 s with each failure in a row, up to an hour, and is never
+        shorter than PostHog's `Retry-After` (itself capped at a day).
+        """
+        import json
+
+        failures = 0
+        path = os.path.join(self.directory, _BACKOFF)
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+            try:
+                failures = int(json.loads(os.read(fd, 4096))["failures"])
+            finally:
+                os.close(fd)
+        except (OSError, ValueError, KeyError, TypeError):
+            failures = 0
+        failures = min(failures + 1, 32)
+        delay = min(2.0**failures, 3600.0)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_BACKOFF_SECONDS))
+        record = {"until": self._clock() + delay, "delay": delay, "failures": failures}
+        _write_new(path, json.dumps(record).encode(), durable=False)
+        return delay
+
+    def clear_backoff(self) -> None:
+        try:  # noqa: SIM105 - no contextlib on the hand-over path
+            os.unlink(os.path.join(self.directory, _BACKOFF))
+        except OSError:
+            pass
 
 
-def is_message(message: object) -> bool:
+class UploadLock:
+    """An exclusive lock on the outbox: `acquired` says whether we hold it.
+
+    Released when the block ends or the process dies (a killed uploader never
+    leaves a stale lock). On POSIX it is a plain `flock`, so a sender that only
+    hands its event over does not pay filelock's import; elsewhere filelock works.
+    """
+
+    def __init__(self, outbox: Outbox, wait_until: float | None) -> None:
+        self._outbox = outbox
+        self._wait_until = wait_until
+        self.acquired = False
+        self._release: Callable[[], object] = lambda: None
+
+    def __enter__(self) -> UploadLock:
+        self._outbox.prepare()
+        path = os.path.join(self._outbox.directory, _LOCK)
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            self._acquire_with_filelock(path)
+            return self
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if self._wait_until is None or time.monotonic() >= self._wait_until:
+                    os.close(fd)
+                    return self
+                time.sleep(0.05)
+        self.acquired = True
+        self._release = lambda: os.close(fd)
+        return self
+
+    def _acquire_with_filelock(self, path: str) -> None:
+        from filelock import FileLock, Timeout
+
+        wait = 0.0 if self._wait_until is None else max(0.0, self._wait_until - time.monotonic())
+        lock = FileLock(path, timeout=wait)
+        try:
+            lock.acquire()
+        except Timeout:
+            return
+        self.acquired = True
+        self._release = lock.release
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+        self.acquired = False
+
+
+def _is_entry_name(name: str) -> bool:
+    """`<12 digits>-<10 digits>-<hex>.json`, the names `Outbox.file` gives."""
+    if not name.endswith(".json") or len(name) < 30:
+        return False
+    seq, _, rest = name[:-5].partition("-")
+    queued, _, token = rest.partition("-")
     return (
-        isinstance(message, dict)
-        and isinstance(message.get("event"), str)
-        and isinstance(message.get("distinct_id"), str)
-        and isinstance(message.get("uuid"), str)
-        and isinstance(message.get("timestamp"), str)
-        and isinstance(message.get("properties"), dict)
+        len(seq) == 12
+        and seq.isdigit()
+        and len(queued) == 10
+        and queued.isdigit()
+        and 0 < len(token) <= 32
+        and all(c in "0123456789abcdef" for c in token)
     )
 
 
-def _queued_at(path: Path) -> float | None:
+def _write_new(path: str, data: bytes, *, durable: bool) -> None:
+    """Write `path` whole or not at all: a temp file beside it, then a rename."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY, 0o600)
     try:
-        return int(path.name.split("-", 1)[0]) / 1e9
-    except ValueError:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # noqa: SIM105 - no contextlib on the hand-over path
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (always True where that cannot be asked)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user's
+    return True
+
+
+def _age(path: str, now: float) -> float | None:
+    try:
+        return now - os.lstat(path).st_mtime
+    except OSError:
         return None
-
-
-def _age(path: Path, now: float) -> float:
-    try:
-        return now - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _listdir(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except OSError:
-        return []
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()

@@ -1,65 +1,62 @@
-"""The detached sender: `python -m arcade_usage`.
+"""The detached sender: `python -m arcade_usage` (the environment it gets: `_env`).
 
-It files the event it was handed in the outbox, then tries to become the one
-uploader. A sender that finds another at work leaves at once, having imported
-next to nothing: the uploader looks at the outbox again before it lets go of
-the lock, and once more after, so nothing is stranded. Whatever happens (DNS
-included) the process is gone after HARD_EXIT_SECONDS.
+It checks consent, files the event it was handed in the outbox, and then either
+leaves it to the uploader at work (the hand-over: nothing beyond `os`, `time`
+and `faulthandler` imported), or becomes the one uploader. Whatever happens,
+DNS included, the process is gone after HARD_EXIT_SECONDS; it never prints, and
+never records an event or starts a sender of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import os
 import time
 
-from arcade_usage._settings import (
+from arcade_usage._consent import state_in
+from arcade_usage._env import (
     EVENT_ENV,
     OUTBOX_ENV,
     SENDER_ENV,
     posthog_api_key,
     posthog_host,
 )
-from arcade_usage._spool import UploadLock, file_message
+from arcade_usage._outbox import Outbox
 
 HARD_EXIT_SECONDS = 10.0
-LINGER_SECONDS = 0.5
+LAST_START_MARGIN = 0.5
 
 
 def main() -> None:
     started = time.monotonic()
     _exit_after(HARD_EXIT_SECONDS)
     os.environ[SENDER_ENV] = "1"
-    with contextlib.suppress(AttributeError, OSError):
+    try:  # noqa: SIM105 - no contextlib on the hand-over path
         os.nice(10)  # background work: the user's own commands come first
-    directory = os.environ.get(OUTBOX_ENV) or _default_outbox()
+    except (AttributeError, OSError):
+        pass
     event = os.environ.pop(EVENT_ENV, "")
+    outbox = Outbox(directory=os.environ.get(OUTBOX_ENV) or _default_outbox())
+    if not state_in(os.path.dirname(outbox.directory))[0]:
+        return  # tracking is off: nothing is filed, nothing uploaded
     if event:
         try:
-            # Filed as handed over; the uploader drops what is not a message.
-            file_message(directory, event.encode())
+            outbox.file(event.encode("utf-8", "replace"), durable=True)
         except OSError:
             return  # nowhere to keep it; the command has long finished either way
-    while True:
-        with UploadLock(directory) as lock:
-            if not lock.acquired:
-                return
-            from arcade_usage._outbox import Outbox
-            from arcade_usage._upload import upload_outbox
+    if outbox.uploader_at_work() or outbox.backoff_remaining() > 0:
+        return
+    from arcade_usage._posthog import SEND_TIMEOUT
 
-            outbox = Outbox(directory=directory)
-            drained = upload_outbox(
-                outbox,
-                host=posthog_host(),
-                api_key=posthog_api_key(),
-                linger=LINGER_SECONDS,
-                stop_at=started + HARD_EXIT_SECONDS - 0.5,
-            )
-        # A sender that found the lock taken a moment ago has left its event for
-        # us: look once more now that the lock is free.
-        if not drained or not outbox.paths():
+    # The last moment a request may start and still end before the hard exit.
+    last_start = started + HARD_EXIT_SECONDS - SEND_TIMEOUT - LAST_START_MARGIN
+    with outbox.upload_lock(wait_until=last_start) as lock:
+        # The lock may be held by an uploader finishing its last request: wait for it.
+        if not lock.acquired or outbox.backoff_remaining() > 0:
             return
+        from arcade_usage._posthog import upload
+
+        upload(outbox, host=posthog_host(), api_key=posthog_api_key(), last_start=last_start)
 
 
 def _exit_after(seconds: float) -> None:
@@ -73,6 +70,4 @@ def _exit_after(seconds: float) -> None:
 
 def _default_outbox() -> str:
     """The outbox of `ARCADE_WORK_DIR` (or the home directory), for a sender run by hand."""
-    from arcade_usage._outbox import Outbox
-
-    return os.fspath(Outbox().directory)
+    return Outbox().directory

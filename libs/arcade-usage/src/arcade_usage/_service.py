@@ -1,31 +1,36 @@
-"""UsageService: capture (detached) and alias (synchronous) against PostHog."""
+"""UsageService: capture (handed over at once) and alias (synchronous) against PostHog."""
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import json
 import os
 import sys
 import threading
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from arcade_identity._files import ensure_private_dir
 from arcade_usage._consent import is_tracking_enabled
-from arcade_usage._outbox import Message, Outbox
-from arcade_usage._settings import (
+from arcade_usage._env import (
     API_KEY_ENV,
+    EVENT_ENV,
     HOST_ENV,
     OUTBOX_ENV,
+    SENDER_ENV,
+    WORK_DIR_ENV,
     debug_enabled,
+    in_sender,
     posthog_api_key,
     posthog_host,
 )
-from arcade_usage._spawn import spawn_sender
+from arcade_usage._events import Message, alias_message, make_message
+from arcade_usage._outbox import Outbox
 
 ALIAS_TIMEOUT = 2.0
 MIN_ALIAS_WAIT = 0.25
+
+# Windows: no console window, not tied to the parent's console or Ctrl+C.
+_WINDOWS_FLAGS = 0x00000008 | 0x00000200 | 0x08000000  # DETACHED, NEW_PROCESS_GROUP, NO_WINDOW
 
 
 class UsageService:
@@ -34,6 +39,7 @@ class UsageService:
     `host`, `api_key` and `work_dir` default to `ARCADE_USAGE_POSTHOG_HOST`,
     `ARCADE_USAGE_POSTHOG_API_KEY` and `ARCADE_WORK_DIR` (read when used, so a
     service made at import time still honours the environment of the call).
+    Thread-safe: nothing is shared between calls but files.
     """
 
     def __init__(
@@ -68,34 +74,40 @@ class UsageService:
         *,
         timestamp: datetime | None = None,
     ) -> None:
-        """Hand the event to a detached sender and return at once.
+        """Record the event and return at once; PostHog gets it from a detached sender.
 
         Anonymous events carry `$process_person_profile: false`, so PostHog keeps no
-        person profile for someone who never logged in.
+        person profile for someone who never logged in. Once this returns the event
+        survives the caller's death (SIGKILL, `os._exit`).
         """
-        if not is_tracking_enabled(self._work_dir):
+        if in_sender() or not is_tracking_enabled(self._work_dir):
             return
-        properties = dict(properties)
-        if is_anon:
-            properties["$process_person_profile"] = False
-        message = _message(event_name, distinct_id, properties, timestamp)
+        message = make_message(
+            event_name, distinct_id, properties, is_anon=is_anon, timestamp=timestamp
+        )
+        self.send(message)
+
+    def send(self, message: Message) -> None:
+        """Hand `message` over for delivery: to the uploader at work, else to a new sender.
+
+        A sender is started only when none is at work or on its way (at most one per
+        second per outbox) and no back-off is running. A message filed for an
+        uploader is checked for again after filing: if the uploader left meanwhile,
+        a sender is started for it, so nothing waits for a later command.
+        """
         if debug_enabled():
             _print_debug(message)
             return
-        outbox = self.outbox
-        directory = outbox.directory.parent  # `.arcade`: the sender's working directory
-        env = {
-            HOST_ENV: self.host,
-            API_KEY_ENV: self.api_key,
-            OUTBOX_ENV: os.fspath(outbox.directory),
-        }
-        if self._work_dir is not None:
-            env["ARCADE_WORK_DIR"] = os.fspath(self._work_dir)
         try:
-            ensure_private_dir(directory)
-            spawn_sender(message, cwd=directory, env=env)
+            outbox = self.outbox
+            if _taken_care_of(outbox):
+                outbox.put(message)
+                if not _taken_care_of(outbox):
+                    self._start_sender(outbox, None)
+            else:
+                self._start_sender(outbox, message)
         except OSError:
-            pass  # analytics never break the command
+            pass  # nowhere to keep it: analytics never break the caller
 
     def alias(self, previous_id: str, distinct_id: str, *, timeout: float = ALIAS_TIMEOUT) -> bool:
         """Tell PostHog that `previous_id` and `distinct_id` are one person; wait `timeout` at most.
@@ -103,61 +115,133 @@ class UsageService:
         Synchronous, so that the alias reaches PostHog before any event sent as
         `distinct_id`. If it cannot be delivered in time it is queued in the outbox,
         where it sorts ahead of every later event. With less than MIN_ALIAS_WAIT
-        left it is queued straight away (loading the SDK alone takes about that).
-        Returns whether it was delivered.
+        left, or during a back-off, it is queued straight away. Returns whether it
+        was delivered.
         """
-        if not is_tracking_enabled(self._work_dir):
+        if in_sender() or not is_tracking_enabled(self._work_dir):
             return False
-        message = _message(
-            "$create_alias",
-            previous_id,
-            {"distinct_id": previous_id, "alias": distinct_id},
-            None,
-        )
+        message = alias_message(previous_id, distinct_id)
         if debug_enabled():
             _print_debug(message)
             return True
-        if timeout >= MIN_ALIAS_WAIT and _deliver_within(timeout, message, self.host, self.api_key):
-            return True
-        with contextlib.suppress(OSError):
-            self.outbox.put(message)
+        try:
+            outbox = self.outbox
+            waiting = outbox.backoff_remaining() > 0
+        except OSError:
+            outbox, waiting = None, False
+        if timeout >= MIN_ALIAS_WAIT and not waiting:
+            answer = _deliver_within(timeout, message, self.host, self.api_key)
+            if answer != "failed":
+                return answer == "delivered"
+        if outbox is not None:
+            with contextlib.suppress(OSError):
+                outbox.put(message, durable=True)
         return False
 
+    def _start_sender(self, outbox: Outbox, message: Message | None) -> None:
+        """Start `python -m arcade_usage` in its own session, `message` in its environment.
 
-def _message(
-    event: str, distinct_id: str, properties: dict[str, Any], timestamp: datetime | None
-) -> Message:
-    when = timestamp or datetime.now(timezone.utc)
-    return {
-        "event": event,
-        "distinct_id": distinct_id,
-        "properties": properties,
-        "timestamp": when.isoformat(),
-        "uuid": str(uuid.uuid4()),
-    }
+        stdio goes to the null device and no descriptor is inherited, so a pipe the
+        user reads from (`arcade ... | head`) closes when the command does. The working
+        directory is `.arcade`, never the user's project, which `-m` would otherwise
+        put first on the sender's import path. The user's Python configuration stays
+        out too: no user site-packages or usercustomize (`-s`, unless arcade-usage
+        itself is installed there), no PYTHONSTARTUP or PYTHONINSPECT, and warnings
+        are ignored rather than turned into errors.
+
+        A bare thread waits for the child: a long-lived caller collects no zombies,
+        and the Popen object is never garbage-collected while the sender runs (a
+        ResourceWarning). `threading.Thread.start()` would wait for the new thread to
+        be scheduled, milliseconds on a busy machine.
+        """
+        import json
+        import subprocess
+
+        outbox.prepare()
+        if not sys.executable:
+            if message is not None:
+                outbox.put(message)
+            return
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONINSPECT")}
+        env.update(
+            {
+                HOST_ENV: self.host,
+                API_KEY_ENV: self.api_key,
+                OUTBOX_ENV: outbox.directory,
+                WORK_DIR_ENV: os.path.dirname(os.path.dirname(outbox.directory)),
+                SENDER_ENV: "1",
+                "PYTHONWARNINGS": "ignore",
+            }
+        )
+        if message is not None:
+            env[EVENT_ENV] = json.dumps(message, separators=(",", ":"))
+        else:
+            env.pop(EVENT_ENV, None)
+        options: dict[str, Any] = {}
+        if os.name == "nt":
+            options["creationflags"] = _WINDOWS_FLAGS
+        else:
+            options["start_new_session"] = True
+        process = subprocess.Popen(
+            [sys.executable, *_isolation_flags(), "-m", "arcade_usage"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            cwd=os.path.dirname(outbox.directory),
+            env=env,
+            **options,
+        )
+        outbox.mark_sender_started(process.pid)
+        _thread.start_new_thread(process.wait, ())
+
+
+def _taken_care_of(outbox: Outbox) -> bool:
+    """Whether a message filed now will be uploaded without starting a sender for it."""
+    return (
+        outbox.uploader_at_work()
+        or outbox.sender_started_recently()
+        or outbox.backoff_remaining() > 0
+    )
+
+
+def _isolation_flags() -> list[str]:
+    """`-s` (no user site-packages), unless that is where this package was installed."""
+    import site
+
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else ""
+    here = os.path.abspath(__file__)
+    if user_site and here.startswith(os.path.join(os.path.abspath(user_site), "")):
+        return []
+    return ["-s"]
 
 
 def _print_debug(message: Message) -> None:
-    print(json.dumps(message, sort_keys=True), file=sys.stderr, flush=True)
+    import json
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no usable stderr
+        print(json.dumps(message, sort_keys=True), file=sys.stderr, flush=True)
 
 
-def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -> bool:
-    """Post `message` on a daemon thread; True only if PostHog took it within `timeout`.
+def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -> str:
+    """Post `message` on a daemon thread: "delivered", "refused" (for good) or "failed".
 
     The request's own timeout does not cover name resolution, the thread's deadline
-    does. A request that outlives the deadline is abandoned; the outbox copy has the
-    same uuid, so a late arrival of both is one event to PostHog.
+    does. A request that outlives the deadline is abandoned ("failed"); the outbox
+    copy has the same uuid, so a late arrival of both is one event to PostHog.
     """
-    from arcade_usage._delivery import post_batch
-    from arcade_usage.exceptions import DeliveryError
+    from arcade_usage._posthog import post_batch
+    from arcade_usage.exceptions import DeliveryError, MessageRefusedError
 
     done = threading.Event()
-    delivered: list[bool] = []
+    answer: list[str] = []
 
     def post() -> None:
         try:
             post_batch([message], host=host, api_key=api_key, timeout=timeout)
-            delivered.append(True)
+            answer.append("delivered")
+        except MessageRefusedError:
+            answer.append("refused")
         except DeliveryError:
             pass
         finally:
@@ -165,4 +249,4 @@ def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -
 
     threading.Thread(target=post, name="arcade-usage-alias", daemon=True).start()
     done.wait(timeout)
-    return bool(delivered)
+    return answer[0] if answer else "failed"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
-from arcade_usage._consent import is_tracking_enabled
-from arcade_usage._notice import print_notice
-from arcade_usage._properties import FAILED, SUCCEEDED, command_properties, scrub
+from arcade_usage._consent import is_tracking_enabled, print_notice
+from arcade_usage._env import debug_enabled, in_sender
+from arcade_usage._events import FAILED, SUCCEEDED, command_properties, installed_version
+from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
-from arcade_usage._settings import debug_enabled
-from arcade_usage._version import installed_version
 
+CLI_DISTRIBUTION = "arcade-dev-cli"
 ALIAS_DEADLINE = 1.8
 """Seconds after the principal lookup began by which the alias must be delivered (or
 queued); the last 0.2 s of the 2 s budget are for storing the link."""
@@ -27,27 +29,52 @@ class CommandTracker:
     account when credentials first show up (at login, or found on disk), an
     account switch starts a new anonymous id before linking so two accounts are
     never merged, and logout sends its event as the account and then rotates.
+    Each of these transitions is decided under the identity's lock, so that any
+    number of processes doing it at once do it once.
     """
 
     def __init__(
         self,
         cli_version: str | None = None,
         *,
+        cli_name: str = "arcade",
         service: UsageService | None = None,
         identity: UsageIdentity | None = None,
         work_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._cli_version = cli_version
+        self.cli_name = cli_name
         self.work_dir = work_dir
         self.service = service or UsageService(work_dir=work_dir)
         self.identity = identity or UsageIdentity(work_dir)
 
     @property
     def cli_version(self) -> str:
-        """The version reported with each event: given, else arcade-cli's, else "unknown"."""
+        """The version reported with each event: given, else arcade-dev-cli's, else "unknown"."""
         if self._cli_version is None:
-            self._cli_version = installed_version("arcade-cli")
+            self._cli_version = installed_version(CLI_DISTRIBUTION)
         return self._cli_version
+
+    @contextlib.contextmanager
+    def track(self, command_name: str) -> Iterator[None]:
+        """Track the block as the command `command_name`, for any CLI (click, argparse, ...).
+
+        Times the block and records success, or the exception that ended it (a
+        `SystemExit` with code 0 or None is a success), which is raised again.
+        """
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            error = _describe(exc)
+            self.track_command_execution(
+                command_name, error is None, duration_ms=elapsed, error_message=error
+            )
+            raise
+        self.track_command_execution(
+            command_name, True, duration_ms=(time.perf_counter() - started) * 1000
+        )
 
     def track_command_execution(
         self,
@@ -63,9 +90,11 @@ class CommandTracker:
         `is_logout` sends the event as the principal the logout ends, then (if it
         succeeded) rotates the anonymous id. `is_login` needs no path of its own:
         every command that finds credentials of a principal not linked yet aliases
-        first, and a login is simply the usual first such command.
+        first, and a login is simply the usual first such command. Ctrl-C during
+        the lookup or the alias still queues the event (anonymous, without
+        waiting) before KeyboardInterrupt goes on.
         """
-        if not is_tracking_enabled(self.work_dir):
+        if in_sender() or not is_tracking_enabled(self.work_dir):
             return
         finished_at = datetime.now(timezone.utc)
         try:
@@ -89,22 +118,26 @@ class CommandTracker:
         identity.load_or_create()
         if identity.created:
             print_notice()
+        error = None
         if not success:
-            error_message = self._scrubbed(error_message)
+            error = scrub(error_message or "", known_secrets(identity)) or (
+                "failed with no error message"
+            )
         properties = command_properties(
-            command_name, self.cli_version, duration_ms, None if success else error_message
+            command_name, self.cli_name, self.cli_version, duration_ms, error
         )
         event = SUCCEEDED if success else FAILED
         if is_logout:
             # Logout's own event still belongs to the account it ends.
-            linked = identity.linked_principal_id
-            self.service.capture(
-                event, linked or identity.anon_id, properties, linked is None, timestamp=finished_at
-            )
-            if success and linked:
-                identity.reset_to_anonymous()
-            return
-        principal = self._link_principal()
+            principal = identity.end_session() if success else identity.linked_principal_id
+        else:
+            try:
+                principal = link_principal(identity, self.service)
+            except KeyboardInterrupt:
+                self.service.capture(
+                    event, identity.anon_id, properties, True, timestamp=finished_at
+                )
+                raise
         self.service.capture(
             event,
             principal or identity.anon_id,
@@ -113,46 +146,57 @@ class CommandTracker:
             timestamp=finished_at,
         )
 
-    def _link_principal(self) -> str | None:
-        """The principal to send as; aliases `anon_id` to it first if not linked yet.
 
-        Linked to A but the credentials now hold B: `anon_id` already belongs to A,
-        so a fresh one is aliased to B instead. The link is stored even when the
-        alias could only be queued (it is delivered first later) or when PostHog
-        declines to merge, so the alias is never sent twice for the same pair.
+def link_principal(identity: UsageIdentity, service: UsageService) -> str | None:
+    """The principal to send as; aliases `anon_id` to it first if not linked yet.
 
-        The lookup and the alias share one budget: however slow Arcade Cloud and
-        PostHog are, a command waits at most 2 s for them and the link together.
-        """
-        identity = self.identity
-        started = time.monotonic()
-        principal = identity.get_principal_id()
-        if principal is None:
-            return None
-        linked = identity.linked_principal_id
-        if principal != linked:
-            if debug_enabled():
-                # Show the alias, but change nothing: it was not sent, so a later
-                # (real) run must still find this principal unlinked and send it.
-                self.service.alias(previous_id=identity.anon_id, distinct_id=principal)
-                return principal
-            if linked is not None:
-                identity.reset_to_anonymous()
-            left = ALIAS_DEADLINE - (time.monotonic() - started)
-            self.service.alias(previous_id=identity.anon_id, distinct_id=principal, timeout=left)
-            identity.set_linked_principal_id(principal)
+    The lookup, the wait for the identity's lock and the alias share one budget:
+    however slow Arcade Cloud, PostHog and other processes are, the caller waits
+    at most 2 s for them and the link together. A process that cannot have the
+    lock in time (another is linking right now) sends as `anon_id`, which that
+    other process is aliasing.
+    """
+    started = time.monotonic()
+    principal = identity.get_principal_id()
+    if principal is None or principal == identity.linked_principal_id:
         return principal
+    if debug_enabled():
+        # Show the alias, but change nothing: it was not sent, so a later (real)
+        # run must still find this principal unlinked and send it.
+        service.alias(previous_id=identity.anon_id, distinct_id=principal)
+        return principal
+    deadline = started + ALIAS_DEADLINE
 
-    def _scrubbed(self, error_message: str | None) -> str:
-        secrets: list[str | None] = []
-        if error_message and os.path.exists(self.identity.credentials_path):
-            from arcade_identity import CredentialsError, read_credentials
+    def alias(previous_id: str, distinct_id: str) -> None:
+        service.alias(previous_id, distinct_id, timeout=deadline - time.monotonic())
 
-            try:
-                credentials = read_credentials(self.work_dir)
-            except CredentialsError:
-                credentials = None
-            if credentials is not None:
-                secrets += [credentials.api_key, credentials.email]
-        message = scrub(error_message or "", secrets)
-        return message or "failed with no error message"
+    try:
+        identity.link_principal(principal, alias, timeout=max(0.0, deadline - time.monotonic()))
+    except IdentityUnavailableError:
+        return None
+    return principal
+
+
+def known_secrets(identity: UsageIdentity) -> list[str | None]:
+    """The saved API key and email, to be scrubbed verbatim from error messages."""
+    try:
+        if not os.path.exists(identity.credentials_path):
+            return []
+        from arcade_identity import CredentialsError, read_credentials
+
+        credentials = read_credentials(os.path.dirname(os.path.dirname(identity.path)))
+    except (CredentialsError, OSError):
+        return []
+    return [] if credentials is None else [credentials.api_key, credentials.email]
+
+
+def _describe(exc: BaseException) -> str | None:
+    """The error a block ended with, as the user saw it; None for a successful exit."""
+    if isinstance(exc, SystemExit):
+        if exc.code is None or exc.code == 0:
+            return None
+        return f"exit code {exc.code}" if isinstance(exc.code, int) else str(exc.code)
+    if isinstance(exc, KeyboardInterrupt):
+        return "Aborted!"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -16,10 +16,19 @@ from typer._click.exceptions import ClickException
 from typer._click.globals import get_current_context
 from typer.models import CommandInfo
 
-from arcade_usage._properties import scrub
+from arcade_usage._scrub import scrub
 from arcade_usage._tracker import CommandTracker
 
-_SENSITIVE_WORDS = ("key", "token", "secret", "password")
+_SENSITIVE_WORDS = (
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "auth",
+    "credential",
+    "signature",
+)
 _INSTRUMENTED = "__arcade_usage_instrumented__"
 
 

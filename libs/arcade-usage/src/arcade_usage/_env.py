@@ -1,0 +1,64 @@
+"""The environment arcade-usage reads, and the one it hands to its detached sender.
+
+What a user or another tool may set:
+
+- `ARCADE_USAGE_TRACKING`: `0`, `false`, `no` or `off` turns tracking off.
+- `DO_NOT_TRACK`: any value but empty, `0`, `false`, `no`, `off` turns it off.
+- `ARCADE_USAGE_DEBUG`: print each event to stderr as a JSON line, send nothing.
+- `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: where events go.
+- `ARCADE_WORK_DIR`: the directory holding `.arcade` (default: the home directory).
+
+The parent → sender protocol. `UsageService.capture` starts
+`python -s -m arcade_usage` in a new session, working directory `.arcade`, stdio on
+the null device, no inherited descriptors, with the caller's environment plus:
+
+- `ARCADE_USAGE_EVENT_DATA`: the message to file, as JSON (see `_events.Message`);
+  absent when the sender is only to upload what waits.
+- `ARCADE_USAGE_OUTBOX`: the absolute path of the outbox directory.
+- `ARCADE_WORK_DIR`: absolute, so that a relative value is not read again from
+  `.arcade` (the sender's working directory).
+- `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: the service's own.
+- `ARCADE_USAGE_SENDER=1`: a process carrying it never records an event or starts
+  a sender of its own.
+- `PYTHONWARNINGS=ignore`, and no `PYTHONSTARTUP`/`PYTHONINSPECT`.
+
+The sender prints nothing and exits 0 whatever happens; what it did is seen in
+the outbox and at PostHog.
+"""
+
+from __future__ import annotations
+
+import os
+
+TRACKING_ENV = "ARCADE_USAGE_TRACKING"
+DO_NOT_TRACK_ENV = "DO_NOT_TRACK"
+DEBUG_ENV = "ARCADE_USAGE_DEBUG"
+HOST_ENV = "ARCADE_USAGE_POSTHOG_HOST"
+API_KEY_ENV = "ARCADE_USAGE_POSTHOG_API_KEY"
+WORK_DIR_ENV = "ARCADE_WORK_DIR"
+EVENT_ENV = "ARCADE_USAGE_EVENT_DATA"
+OUTBOX_ENV = "ARCADE_USAGE_OUTBOX"
+SENDER_ENV = "ARCADE_USAGE_SENDER"
+
+DEFAULT_HOST = "https://us.i.posthog.com"
+DEFAULT_API_KEY = "phc_zNHKkPFsrKVSpd7y85jnxW8jNVW6AQD6AwqE4nWjwpXg"  # public, write-only
+
+OFF_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def posthog_host() -> str:
+    return os.environ.get(HOST_ENV) or DEFAULT_HOST
+
+
+def posthog_api_key() -> str:
+    return os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY
+
+
+def debug_enabled() -> bool:
+    value = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return bool(value) and value not in OFF_WORDS
+
+
+def in_sender() -> bool:
+    """True inside the detached sender, which must never record or spawn."""
+    return bool(os.environ.get(SENDER_ENV))

@@ -1,0 +1,207 @@
+"""What an event is: its names, the message PostHog receives, and the properties it carries.
+
+A message is built once, when the command finished or the call was tracked, and
+then travels unchanged (environment, outbox, request): its `uuid` makes a
+redelivery idempotent and its `timestamp` says when it happened, not when it
+was sent. Every string in it is valid Unicode, so it encodes as valid UTF-8
+JSON (a lone surrogate, say from a non-UTF-8 path, is replaced, not refused).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import uuid
+from datetime import datetime, timezone
+from typing import Any, TypedDict
+
+SUCCEEDED = "CLI execution succeeded"
+FAILED = "CLI execution failed"
+SERVER_STARTED = "MCP server started"
+TOOL_CALLED = "MCP tool called"
+ALIAS = "$create_alias"
+
+# Variables that CI systems set; `CI` itself is checked for a false-ish value.
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "TRAVIS",
+    "BUILDKITE",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+    "APPVEYOR",
+    "DRONE",
+    "SEMAPHORE",
+    "BUILD_BUILDID",
+    "CF_BUILD_ID",
+)
+
+
+class Message(TypedDict):
+    """One event (or alias) as PostHog's `/batch/` endpoint takes it."""
+
+    event: str
+    distinct_id: str
+    properties: dict[str, Any]
+    timestamp: str
+    uuid: str
+
+
+def make_message(
+    event: str,
+    distinct_id: str,
+    properties: dict[str, Any],
+    *,
+    is_anon: bool = False,
+    timestamp: datetime | None = None,
+) -> Message:
+    """A new message with its own uuid; anonymous ones ask PostHog for no person profile."""
+    properties = dict(properties)
+    if is_anon:
+        properties["$process_person_profile"] = False
+    when = timestamp or datetime.now(timezone.utc)
+    message: Message = {
+        "event": _text(event),
+        "distinct_id": _text(distinct_id),
+        "properties": _repaired(properties),
+        "timestamp": when.isoformat(),
+        "uuid": str(uuid.uuid4()),
+    }
+    return message
+
+
+def alias_message(previous_id: str, distinct_id: str) -> Message:
+    """PostHog's `$create_alias`: `previous_id` and `distinct_id` are one person."""
+    return make_message(ALIAS, previous_id, {"distinct_id": previous_id, "alias": distinct_id})
+
+
+def is_message(value: object) -> bool:
+    """Whether `value` (decoded JSON) has the shape of a message."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("event"), str)
+        and isinstance(value.get("distinct_id"), str)
+        and isinstance(value.get("uuid"), str)
+        and isinstance(value.get("timestamp"), str)
+        and isinstance(value.get("properties"), dict)
+    )
+
+
+def _text(value: str) -> str:
+    """`value` as valid Unicode: lone surrogates become U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+def _repaired(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(str(k)): _repaired(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_repaired(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _text(str(value))  # anything else JSON cannot hold: its text
+
+
+# -- properties ---------------------------------------------------------------------
+
+
+def is_ci() -> bool:
+    """True when a CI system runs us, judged by the variables the common ones set."""
+    ci = os.environ.get("CI", "").strip().lower()
+    if ci and ci not in ("0", "false", "no", "off"):
+        return True
+    return any(os.environ.get(name) for name in CI_VARIABLES)
+
+
+def command_properties(
+    command_name: str,
+    cli_name: str,
+    cli_version: str,
+    duration_ms: float | None,
+    error_message: str | None,
+) -> dict[str, Any]:
+    """The properties of a `CLI execution ...` event (`error_message` already scrubbed)."""
+    properties: dict[str, Any] = {
+        "command_name": command_name,
+        "cli_name": cli_name,
+        "cli_version": cli_version,
+        "python_version": platform.python_version(),
+        "os_type": platform.system(),
+        "os_release": platform.release(),
+        "is_ci": is_ci(),
+    }
+    if duration_ms is not None:
+        properties["duration"] = float(duration_ms)
+    if error_message is not None:
+        properties["error_message"] = error_message
+    return properties
+
+
+def runtime_properties(server_version: str) -> dict[str, Any]:
+    """What every MCP server event says about the server and where it runs."""
+    return {
+        "arcade_mcp_server_version": server_version,
+        "runtime_language": "python",
+        "runtime_version": platform.python_version(),
+        "os_type": platform.system(),
+        "os_release": platform.release(),
+        "is_ci": is_ci(),
+    }
+
+
+# -- versions -----------------------------------------------------------------------
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of `distribution`, or "unknown".
+
+    Reads `Version:` from the distribution's `*.dist-info/METADATA` on `sys.path`
+    directly: importing importlib.metadata (email, zipfile, csv, ...) would add
+    about 12 ms to every tracked command. Falls back to importlib.metadata for
+    anything else (eggs, zip imports).
+    """
+    prefix = distribution.replace("-", "_").replace(".", "_").lower() + "-"
+    # Installed distributions live in site-packages: look there before the stdlib.
+    entries = sorted(sys.path, key=lambda e: not e.endswith(("site-packages", "dist-packages")))
+    for entry in entries:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info") and name.lower().startswith(prefix):
+                found = _metadata_version(os.path.join(entry or ".", name, "METADATA"))
+                if found:
+                    return found
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _metadata_version(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as metadata:
+            for line in metadata:
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    return None  # the headers have ended
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
