@@ -6,19 +6,17 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from arcade_identity import Credentials, UsageIdentity, save_credentials
+from identity._helpers import RunPython
 from servers import FakeCloud
-
-RunPython = Callable[..., dict[str, Any]]
 
 # Times the lookup alone, not the interpreter's start-up.
 TIMED_LOOKUP = """\
-i = UsageIdentity(clock=lambda: time.time() + {offset})
+i = UsageIdentity(clock=lambda: time.time() + {offset}, lookup_timeout={budget})
 start = time.monotonic()
 principal = i.get_principal_id()
 emit(
@@ -133,7 +131,7 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
 
     # The next command, in a new process, does not wait or ask again, nor even
     # parse the credentials.
-    out = run_python(TIMED_LOOKUP.format(offset=0.0))
+    out = run_python(TIMED_LOOKUP.format(offset=0.0, budget=60))
     assert out["principal"] is None
     assert out["elapsed"] < 0.5
     assert out["heavy"] == []
@@ -149,7 +147,7 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     knocks: list[bytes] = []
     if failure == "refused":
         server = _answer_once(refusing_port, {"data": {"principal_id": "prn_a"}}, knocks)
-    out = run_python(TIMED_LOOKUP.format(offset=FIVE_MINUTES_LATER))
+    out = run_python(TIMED_LOOKUP.format(offset=FIVE_MINUTES_LATER, budget=60))
     assert out["principal"] == "prn_a"
     assert out["distinct"] == "prn_a"
     if failure == "refused":
@@ -171,6 +169,6 @@ def test_remembered_failure_is_for_that_key_only(cloud: FakeCloud, run_python: R
     # The user logs in with another key: its lookup is not skipped.
     cloud.mode = "ok"
     save_credentials(Credentials("key-b"))
-    out = run_python(TIMED_LOOKUP.format(offset=0.0))
+    out = run_python(TIMED_LOOKUP.format(offset=0.0, budget=60))
     assert out["principal"] == "prn_b"
     assert cloud.validations == 2
