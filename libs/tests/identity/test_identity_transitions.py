@@ -155,6 +155,17 @@ def test_many_concurrent_logouts_rotate_once(tmp_path: Path, accounts: FakeCloud
 # -- one process: what link_principal and end_session promise --------------------------
 
 
+class Aliases:
+    """An alias callback that records its calls (link_principal swallows what it raises)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, previous_id: str, distinct_id: str) -> bool:
+        self.calls.append((previous_id, distinct_id))
+        return True
+
+
 def _linked_to_a(work_dir: Path) -> UsageIdentity:
     save_credentials(Credentials("key-a", "a@example.com"))
     identity = UsageIdentity()
@@ -217,7 +228,9 @@ def test_linking_the_same_principal_with_new_credentials_refreshes_the_fingerpri
     assert identity.get_principal_id(lookup=False) is None  # not the credentials it was linked with
     assert identity.get_principal_id() == "prn_a"
     assert cloud.validations == 1
-    assert identity.link_principal("prn_a", pytest.fail, timeout=5) is False  # no alias
+    aliases = Aliases()
+    assert identity.link_principal("prn_a", aliases, timeout=5) is False
+    assert aliases.calls == []
 
     # From now on the link is trusted again without a lookup.
     assert UsageIdentity().get_principal_id(lookup=False) == "prn_a"
@@ -268,8 +281,10 @@ def test_a_held_lock_makes_the_transition_give_up_in_time(arcade_dir: Path) -> N
         assert holder.stdout.readline() == "held\n"
         other = UsageIdentity()
         start = time.monotonic()
+        aliases = Aliases()
         with pytest.raises(IdentityBusyError) as caught:
-            other.link_principal("prn_b", pytest.fail, timeout=0.3)
+            other.link_principal("prn_b", aliases, timeout=0.3)
+        assert aliases.calls == []
         assert time.monotonic() - start < 2.0
         assert isinstance(caught.value, IdentityUnavailableError)
         with pytest.raises(IdentityBusyError):
