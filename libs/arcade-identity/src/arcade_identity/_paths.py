@@ -21,9 +21,12 @@ The directory itself is 0700. Nothing else of ours lives there.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from arcade_identity.exceptions import HomeNotFoundError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ARCADE_DIR = ".arcade"
 USAGE_FILE = "usage.json"
@@ -43,6 +46,8 @@ def arcade_dir(work_dir: str | os.PathLike[str] | None = None) -> Path:
     caller that keeps the result (or hands it to a child) keeps one place.
     Raises HomeNotFoundError when neither a work dir nor a home directory exists.
     """
+    from pathlib import Path  # here: the detached sender needs only the names above
+
     if work_dir is None or os.fspath(work_dir) == "":
         work_dir = os.environ.get("ARCADE_WORK_DIR") or _home()
     return Path(os.path.abspath(work_dir)) / ARCADE_DIR

@@ -1,0 +1,140 @@
+"""The public face of arcade_usage: one name table, lazy loading, a lean hand-over path."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import arcade_usage
+from arcade_usage import (
+    DeliveryError,
+    MessageRefusedError,
+    UsageError,
+    exceptions,
+)
+
+# What a sender that hands its event to the uploader at work may import, beyond what
+# `python -s -m <module>` itself loads: the package, the modules of the hand-over, the
+# file names of `.arcade`, and the watchdog. No json, no pathlib, no posthog.
+HAND_OVER_ALLOWED = {
+    "__future__",
+    "arcade_usage",
+    "arcade_usage._sender",
+    "arcade_usage._consent",
+    "arcade_usage._env",
+    "arcade_usage._outbox",
+    "arcade_identity",
+    "arcade_identity._paths",
+    "arcade_identity.exceptions",
+    "faulthandler",
+}
+
+
+def _type_checking_imports() -> set[str]:
+    tree = ast.parse(Path(inspect.getfile(arcade_usage)).read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom)
+                names.update(alias.asname or alias.name for alias in stmt.names)
+    return names
+
+
+def test_all_the_name_table_and_the_type_checking_imports_agree() -> None:
+    table = arcade_usage._NAMES
+    assert sorted(arcade_usage.__all__) == sorted(table)
+    assert len(set(arcade_usage.__all__)) == len(arcade_usage.__all__)
+    assert _type_checking_imports() == set(table)
+
+
+@pytest.mark.parametrize("name", arcade_usage.__all__)
+def test_every_public_name_resolves_to_its_home(name: str) -> None:
+    value = getattr(arcade_usage, name)
+    home = importlib.import_module(f"arcade_usage.{arcade_usage._NAMES[name]}")
+    assert getattr(home, name) is value
+    assert name in dir(arcade_usage)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = arcade_usage.nope  # type: ignore[attr-defined]
+
+
+def test_every_error_has_the_package_root_and_none_is_an_os_error() -> None:
+    errors = [
+        v for v in vars(exceptions).values() if isinstance(v, type) and issubclass(v, Exception)
+    ]
+    assert {DeliveryError, MessageRefusedError, UsageError} <= set(errors)
+    for error in errors:
+        assert issubclass(error, UsageError)
+        assert not issubclass(error, OSError), error  # `except OSError` must not swallow it
+
+
+def _modules_after(code: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    modules: list[str] = json.loads(result.stdout)
+    return modules
+
+
+def test_importing_the_package_loads_none_of_its_modules() -> None:
+    loaded = _modules_after("import arcade_usage")
+    assert [m for m in loaded if m.startswith("arcade_usage.")] == []
+    assert "arcade_identity" not in loaded
+
+
+def _imported(args: list[str], cwd: Path, env: dict[str, str]) -> set[str]:
+    """Modules a fresh `python -s -X importtime` imported, by their importtime lines."""
+    result = subprocess.run(
+        [sys.executable, "-s", "-X", "importtime", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_handing_its_event_over_imports_only_the_allow_list(
+    arcade_dir: Path, tmp_path: Path
+) -> None:
+    # An uploader at work: a fresh lease stamped by a live process (this one).
+    outbox = arcade_dir / "usage_outbox"
+    outbox.mkdir(parents=True, mode=0o700)
+    (outbox / ".uploader").write_text(str(os.getpid()))
+    env = {
+        **os.environ,
+        "ARCADE_USAGE_OUTBOX": str(outbox),
+        "ARCADE_USAGE_EVENT_DATA": json.dumps({"event": "handed over"}),
+    }
+    baseline = _imported(["-m", "__hello__"], tmp_path, env)
+    handed_over = _imported(["-m", "arcade_usage"], tmp_path, env)
+
+    assert handed_over - baseline - {"__hello__"} <= HAND_OVER_ALLOWED
+    # It did hand the event over: filed in the outbox, left for the uploader.
+    [entry] = [p for p in outbox.iterdir() if p.suffix == ".json"]
+    assert json.loads(entry.read_bytes()) == {"event": "handed over"}
+    assert not (outbox / ".upload.lock").exists()
