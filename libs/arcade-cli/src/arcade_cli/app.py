@@ -16,7 +16,6 @@ app = TrackedTyper(
     name="arcade",
     help="Arcade's command-line tool.",
     tracker=tracker,
-    login_command="login",
     logout_command="logout",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it

@@ -44,8 +44,10 @@ class _Run:
 class TrackedTyper(typer.Typer):
     """A `typer.Typer` whose commands, subcommands included, are each tracked once.
 
-    `tracker` records the events (default: a `CommandTracker()`); `login_command`
-    and `logout_command` name the dotted commands that change who the user is.
+    `tracker` records the events (default: a `CommandTracker()`); `logout_command`
+    names the dotted command that ends a login (its event still belongs to the
+    account, which is then forgotten). A login needs no name: the first command
+    that finds new credentials links them, whichever it is.
     Everything else is passed to `typer.Typer`. Eager options such as `--help` and
     `--version`, and usage errors that stop before a command runs, send nothing.
     """
@@ -54,13 +56,11 @@ class TrackedTyper(typer.Typer):
         self,
         *,
         tracker: CommandTracker | None = None,
-        login_command: str | None = None,
         logout_command: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.tracker = tracker if tracker is not None else CommandTracker()
-        self.login_command = login_command
         self.logout_command = logout_command
         self._run: _Run | None = None
 
@@ -92,7 +92,6 @@ class TrackedTyper(typer.Typer):
             success=exit_code == 0,
             duration_ms=duration_ms,
             error_message=error,
-            is_login=name == self.login_command,
             is_logout=name == self.logout_command,
         )
 
