@@ -164,6 +164,29 @@ def test_loose_files_left_by_an_older_tool_are_tightened_on_use(
     assert cloud.validations == 0
 
 
+def test_the_users_own_symlinks_are_used_not_chmod_ed_through(
+    tmp_path: Path, work_dir: Path, cloud: FakeCloud
+) -> None:
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    elsewhere = tmp_path / "dotfiles"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    (work_dir / ".arcade").symlink_to(elsewhere)  # `.arcade` kept with the dotfiles
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("cloud:\n  api:\n    key: key-a\n")
+    secret.chmod(0o644)
+    (elsewhere / "credentials.yaml").symlink_to(secret)
+
+    identity = UsageIdentity(lookup_timeout=30)
+    assert identity.get_principal_id() == "prn_a"
+    identity.set_linked_principal_id("prn_a")
+    assert UsageIdentity().get_principal_id(lookup=False) == "prn_a"
+
+    assert (_mode(elsewhere), _mode(secret)) == (0o755, 0o644)
+    assert (elsewhere / "credentials.yaml").is_symlink()
+    assert _mode(elsewhere / "usage.json") == 0o600
+
+
 def test_a_relative_work_dir_is_made_absolute_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

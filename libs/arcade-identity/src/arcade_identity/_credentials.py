@@ -8,6 +8,7 @@ raw bytes) without parsing YAML or asking Arcade Cloud.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -164,17 +165,19 @@ def fingerprint(raw: bytes, st: os.stat_result) -> Fingerprint:
 
 
 def current_stat(path: str | os.PathLike[str]) -> os.stat_result | None:
-    """The credentials file's stat (tightening a loose mode first); None when absent."""
+    """The credentials file's stat (tightening a loose mode first); None when absent.
+
+    A symlink (credentials kept elsewhere on purpose) is followed, never chmod-ed through.
+    """
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return os.stat(path)
+        if st.st_mode & 0o077:
+            tighten(path, st.st_mode)
+            st = os.lstat(path)
     except OSError:
         return None
-    if st.st_mode & 0o077:
-        tighten(path, st.st_mode)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
     return st
 
 

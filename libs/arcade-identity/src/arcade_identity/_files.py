@@ -19,18 +19,20 @@ _POSIX = os.name == "posix"
 def ensure_private_dir(path: str | os.PathLike[str]) -> None:
     """Create `path` (and parents) with mode 0700, or tighten it to 0700 if it is looser.
 
+    A symlink to a directory is the user's arrangement: used, never chmod-ed through.
     Raises OSError (FileExistsError when something else is in the way).
     """
     try:
-        mode = os.stat(path).st_mode
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
         os.makedirs(path, mode=DIR_MODE, exist_ok=True)
         # makedirs' mode is filtered by the umask; the directory is ours, so say it plainly.
         os.chmod(path, DIR_MODE)
         return
-    if not stat.S_ISDIR(mode):
+    if stat.S_ISDIR(mode):
+        tighten(path, mode, DIR_MODE)
+    elif not os.path.isdir(path):
         raise FileExistsError(f"{os.fspath(path)} exists and is not a directory")
-    tighten(path, mode, DIR_MODE)
 
 
 def tighten(target: str | os.PathLike[str] | int, mode: int, private: int = FILE_MODE) -> None:
@@ -91,7 +93,7 @@ def read_regular(
     Never blocks on a FIFO and never reads more than `limit` + 1 bytes, so a caller
     can tell "too large" (`len(data) > limit`) from the file. A file that is not
     regular (or, with `follow_symlinks=False`, a symlink) raises NotRegularFileError.
-    Loose permissions are tightened on the way.
+    Without following symlinks, the file is surely ours to tighten, and is.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0)
     if not follow_symlinks:
@@ -110,7 +112,9 @@ def read_regular(
             raise IsADirectoryError(21, "Is a directory", os.fspath(path))
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFileError(f"{os.fspath(path)} is not a regular file")
-        tighten(fd, st.st_mode)
+        if not follow_symlinks and st.st_mode & 0o077:
+            tighten(fd, st.st_mode)
+            st = os.fstat(fd)
         chunks = []
         left = limit + 1
         while left > 0:
@@ -119,7 +123,7 @@ def read_regular(
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks), os.fstat(fd)
+        return b"".join(chunks), st
     finally:
         os.close(fd)
 

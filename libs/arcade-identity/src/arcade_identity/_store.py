@@ -67,7 +67,7 @@ class IdentityStore:
         Raises IdentityUnavailableError when the file cannot be read at all.
         """
         try:
-            mode = os.stat(self.directory).st_mode
+            mode = os.lstat(self.directory).st_mode
             if stat.S_ISDIR(mode):
                 tighten(self.directory, mode, DIR_MODE)
         except FileNotFoundError:
