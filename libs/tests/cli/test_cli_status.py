@@ -105,8 +105,9 @@ def test_disable_then_status_shows_off_and_sends_nothing_until_enabled(
 ) -> None:
     disable = run_arcade("usage", "disable")
     assert disable.returncode == 0, disable.stderr
-    assert disable.stdout.startswith("Usage tracking is off")
-    assert str(arcade_dir / "usage_disabled") in disable.stdout
+    assert (
+        disable.stdout == f"Usage tracking is off (recorded in {arcade_dir / 'usage_disabled'}).\n"
+    )
 
     status = run_arcade("usage", "status")
     assert status.returncode == 0, status.stderr
@@ -130,6 +131,21 @@ def test_disable_then_status_shows_off_and_sends_nothing_until_enabled(
         "usage.enable",
         "usage.status",
     ]
+
+
+def test_disable_deletes_what_waits_in_the_outbox_and_says_so(
+    work_dir: Path, arcade_dir: Path
+) -> None:
+    # PostHog is unreachable: the first command's event stays in the outbox.
+    assert run_arcade("usage", "status").returncode == 0
+    wait_until(lambda: not sender_pids(work_dir))
+    disable = run_arcade("usage", "disable")
+    assert disable.returncode == 0, disable.stderr
+    assert disable.stdout == (
+        f"Usage tracking is off (recorded in {arcade_dir / 'usage_disabled'}).\n"
+        "Deleted 1 event(s) that were waiting to be sent.\n"
+    )
+    assert status_json()["outbox_waiting"] == 0
 
 
 @pytest.mark.parametrize(
@@ -183,10 +199,13 @@ def test_usage_json_that_is_a_directory_is_shown_as_unusable(
         "Tracking:         on (the default)\n"
         "Anonymous id:     none yet\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json (unusable: Is a directory)\n"
+        "Identity file:    <work>/.arcade/usage.json"
+        " (unusable: cannot read <work>/.arcade/usage.json: Is a directory)\n"
         "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
     )
-    assert status_json()["identity_problem"] == "Is a directory"
+    assert status_json()["identity_problem"] == (
+        f"cannot read {arcade_dir / 'usage.json'}: Is a directory"
+    )
 
 
 def test_version_prints_the_installed_version_and_sends_nothing(

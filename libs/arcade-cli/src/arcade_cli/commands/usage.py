@@ -94,7 +94,10 @@ def enable() -> None:
 def disable() -> None:
     """Turn usage tracking off on this machine, for good, and drop what waits to be sent."""
     try:
+        waiting = Outbox().count()
         path = disable_tracking()
     except OSError as exc:
         raise ArcadeCliError(f"cannot disable tracking: {describe_os_error(exc)}") from exc
     typer.echo(f"Usage tracking is off (recorded in {path}).")
+    if waiting:
+        typer.echo(f"Deleted {waiting} event(s) that were waiting to be sent.")
