@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from arcade_usage._events import ALIAS
@@ -72,6 +73,7 @@ def upload(
     host: str,
     api_key: str,
     last_start: float,
+    allowed: Callable[[], bool] = lambda: True,
     linger: float = LINGER_SECONDS,
     interval: float = REQUEST_INTERVAL,
     timeout: float = SEND_TIMEOUT,
@@ -83,9 +85,10 @@ def upload(
     for a last request before `last_start` (a monotonic time after which no request
     may start: the hard exit never cuts one short, which could deliver its messages
     twice). Then, without the lease, it takes one last look. Stops at a passing
-    failure, leaving everything for a later sender after the back-off.
+    failure, leaving everything for a later sender after the back-off, and as soon
+    as `allowed()` says tracking was turned off meanwhile.
     """
-    delivery = _Delivery(outbox, host, api_key, timeout, last_start)
+    delivery = _Delivery(outbox, host, api_key, timeout, last_start, allowed)
     with outbox.lease():
         seen_at = time.monotonic()
         next_request = 0.0
@@ -113,9 +116,16 @@ def upload(
 
 class _Delivery:
     def __init__(
-        self, outbox: Outbox, host: str, api_key: str, timeout: float, last_start: float
+        self,
+        outbox: Outbox,
+        host: str,
+        api_key: str,
+        timeout: float,
+        last_start: float,
+        allowed: Callable[[], bool],
     ) -> None:
         self.outbox = outbox
+        self.allowed = allowed
         self.host = host
         self.api_key = api_key
         self.timeout = timeout
@@ -139,7 +149,7 @@ class _Delivery:
         return not batch or self._post(batch_names, batch)
 
     def _post(self, names: list[str], batch: list[Message]) -> bool:
-        if time.monotonic() > self.last_start:
+        if time.monotonic() > self.last_start or not self.allowed():
             return False
         try:
             post_batch(batch, host=self.host, api_key=self.api_key, timeout=self.timeout)

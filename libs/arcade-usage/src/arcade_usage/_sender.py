@@ -37,7 +37,8 @@ def main() -> None:
         pass
     event = os.environ.pop(EVENT_ENV, "")
     outbox = Outbox(directory=os.environ.get(OUTBOX_ENV) or _default_outbox())
-    if not state_in(os.path.dirname(outbox.directory))[0]:
+    arcade = os.path.dirname(outbox.directory)
+    if not state_in(arcade)[0]:
         return  # tracking is off: nothing is filed, nothing uploaded
     if event:
         try:
@@ -56,7 +57,13 @@ def main() -> None:
             return
         from arcade_usage._posthog import upload
 
-        upload(outbox, host=posthog_host(), api_key=posthog_api_key(), last_start=last_start)
+        upload(
+            outbox,
+            host=posthog_host(),
+            api_key=posthog_api_key(),
+            last_start=last_start,
+            allowed=lambda: state_in(arcade)[0],  # `usage disable` meanwhile stops it
+        )
 
 
 def _exit_after(seconds: float) -> None:
