@@ -1,14 +1,20 @@
 """Real HTTP servers on 127.0.0.1 that speak PostHog's capture API and Arcade Cloud's auth API.
 
 Both run in a thread of the test process, record what they receive, and can be
-switched to misbehave (hang, fail) so tests see what a user would on a bad day.
+switched to misbehave (hang, fail, refuse, rate-limit) so tests see what a user
+would on a bad day. `closed_port()` gives a loopback URL where nothing listens:
+PostHog down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -51,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.answered(status, headers or {})
         data = json.dumps(body).encode() if not isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -59,6 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def answered(self, status: int, headers: dict[str, str]) -> None:
+        """Called with every answer before it is sent (a hook for the servers that log them)."""
 
     def misbehave(self) -> bool:
         """Act out the server's mode; True when the request has been answered already."""
@@ -73,13 +83,45 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request to FakePostHog: the answer it got and the messages it carried.
+
+    `status` is 0 for a request that got no answer (mode "hang"). `uuids` are the
+    messages of a batch that could be decoded, in order, whatever the answer.
+    """
+
+    status: int
+    uuids: tuple[str, ...]
+    retry_after: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return 200 <= self.status < 300
+
+
 class FakePostHog(_Server):
-    """PostHog's `/batch/` (gzip or not), with a small person model.
+    """PostHog's `/batch/` (gzip or not), with a small person model and PostHog's refusals.
 
     Persons: every distinct id starts as its own person. A `$create_alias`
     (distinct_id D, properties.alias A) merges A's person into D's, unless A's
     person is already identified, in which case PostHog refuses silently. A person
     becomes identified by a merge or by an event that processes a person profile.
+
+    Refusals, as the real capture endpoint answers them, always for a whole request
+    (nothing of a refused batch is recorded):
+
+    - a body that is not strict UTF-8 JSON: 400. Python's `json.loads` takes an
+      escaped lone surrogate (`"\\udc80"`); PostHog's parser does not, and neither
+      does this one;
+    - a project key not in `api_keys` (when that is set): 401;
+    - a batch with a message `refuse_message` named (by uuid, or by a property value): the
+      status given for it (400, 413...);
+    - a message larger than `max_message_bytes` (when set): 413;
+    - mode "refuse": every request, with `refuse_status`;
+    - `rate_limit(k, retry_after)`: the next k requests get 429 with that `Retry-After`.
+
+    `exchanges` logs every request: its answer and the uuids it carried.
     """
 
     def __init__(self) -> None:
@@ -87,9 +129,30 @@ class FakePostHog(_Server):
         self.messages: list[dict[str, Any]] = []
         self.requests = 0
         self.gzipped_requests = 0
+        self.exchanges: list[Exchange] = []
+        self.api_keys: set[str] | None = None
+        self.max_message_bytes: int | None = None
+        self.refuse_status = 400
+        self._poison: dict[str, int] = {}
+        self._rate_limited = 0
+        self._retry_after: str | None = None
         self._person: dict[str, int] = {}
         self._identified: set[int] = set()
         self.refused_aliases: list[tuple[str, str]] = []
+
+    # -- how it misbehaves -------------------------------------------------------------
+
+    def refuse_message(self, marker: str, status: int = 400) -> None:
+        """Answer `status` to any batch holding a message with uuid `marker`, or a property
+        whose value is `marker`."""
+        with self.lock:
+            self._poison[marker] = status
+
+    def rate_limit(self, requests: int, retry_after: str | None) -> None:
+        """Answer the next `requests` requests with 429 (and `Retry-After: retry_after`)."""
+        with self.lock:
+            self._rate_limited = requests
+            self._retry_after = retry_after
 
     # -- what tests read ---------------------------------------------------------------
 
@@ -109,6 +172,18 @@ class FakePostHog(_Server):
 
     def same_person(self, a: str, b: str) -> bool:
         return self.person_of(a) == self.person_of(b)
+
+    def log(self) -> list[Exchange]:
+        """Every request answered (or hung) so far, in the order they came."""
+        with self.lock:
+            return list(self.exchanges)
+
+    def statuses(self) -> list[int]:
+        return [exchange.status for exchange in self.log()]
+
+    def times_carried(self, uuid: str) -> int:
+        """How many requests carried message `uuid`, whatever they were answered."""
+        return sum(uuid in exchange.uuids for exchange in self.log())
 
     # -- the model ---------------------------------------------------------------------
 
@@ -138,36 +213,146 @@ class FakePostHog(_Server):
                 self._person[key] = target
         self._identified.add(target)
 
+    def take_rate_limit(self) -> tuple[bool, str | None]:
+        """Whether this request is one of the rate-limited ones, and its `Retry-After`."""
+        with self.lock:
+            if self._rate_limited <= 0:
+                return False, None
+            self._rate_limited -= 1
+            return True, self._retry_after
+
+    def refusal(self, batch: list[dict[str, Any]]) -> int | None:
+        """The status a batch of well-formed JSON is refused with, or None if it is taken."""
+        with self.lock:
+            poison = dict(self._poison)
+        for message in batch:
+            markers = {message.get("uuid")}
+            properties = message.get("properties")
+            if isinstance(properties, dict):
+                markers.update(v for v in properties.values() if isinstance(v, str))
+            for marker in markers:
+                if isinstance(marker, str) and marker in poison:
+                    return poison[marker]
+            if self.max_message_bytes is not None:
+                size = len(json.dumps(message, ensure_ascii=False).encode())
+                if size > self.max_message_bytes:
+                    return 413
+        return None
+
 
 class _PostHogHandler(_Handler):
     server: FakePostHog
+    _uuids: tuple[str, ...] = ()
+    _answered = False
+
+    def answered(self, status: int, headers: dict[str, str]) -> None:
+        self._answered = True
+        exchange = Exchange(status, self._uuids, headers.get("Retry-After"))
+        with self.server.lock:
+            self.server.exchanges.append(exchange)
 
     def do_POST(self) -> None:
+        # One handler serves every request of a kept-alive connection.
+        self._uuids, self._answered = (), False
         with self.server.lock:
             self.server.requests += 1
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
         try:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.misbehave():
-                return
             if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-                with self.server.lock:
-                    self.server.gzipped_requests += 1
-            path = urlparse(self.path).path
-            payload = json.loads(body)
-            if path not in ("/batch", "/batch/") or not isinstance(payload.get("batch"), list):
-                self.reply(400, {"detail": "unexpected request"})
-                return
-            if not payload.get("api_key"):
-                self.reply(401, {"detail": "missing api_key"})
-                return
-            self.server.record(payload["batch"])
-            self.reply(200, {"status": 1})
+                with contextlib.suppress(OSError, EOFError):
+                    body = gzip.decompress(body)
+                    with self.server.lock:
+                        self.server.gzipped_requests += 1
+            payload = _strict_json(body)
+            batch = payload.get("batch") if isinstance(payload, dict) else None
+            if isinstance(batch, list):
+                self._uuids = tuple(str(m.get("uuid")) for m in batch if isinstance(m, dict))
+            self._answer(payload, batch)
         finally:
+            if not self._answered:
+                self.answered(0, {})
             with self.server.lock:
                 self.server.in_flight -= 1
+
+    def _answer(self, payload: Any, batch: Any) -> None:
+        if self.misbehave():
+            return
+        server = self.server
+        limited, retry_after = server.take_rate_limit()
+        if limited:
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            self.reply(429, {"detail": "rate limited"}, headers)
+            return
+        if server.mode == "refuse":
+            self.reply(server.refuse_status, {"detail": "refused"})
+            return
+        path = urlparse(self.path).path
+        if payload is None:
+            self.reply(400, {"detail": "the body is not valid UTF-8 JSON"})
+            return
+        if path not in ("/batch", "/batch/") or not isinstance(batch, list):
+            self.reply(400, {"detail": "unexpected request"})
+            return
+        api_key = payload.get("api_key")
+        if not api_key:
+            self.reply(401, {"detail": "missing api_key"})
+            return
+        if server.api_keys is not None and api_key not in server.api_keys:
+            self.reply(401, {"detail": "invalid project api key"})
+            return
+        if not all(isinstance(m, dict) for m in batch):
+            self.reply(400, {"detail": "malformed batch"})
+            return
+        status = server.refusal(batch)
+        if status is not None:
+            self.reply(status, {"detail": "message refused"})
+            return
+        server.record(batch)
+        self.reply(200, {"status": 1})
+
+
+def _strict_json(body: bytes) -> Any:
+    """`body` decoded as a strict parser would (None if it refuses it).
+
+    Strict means valid UTF-8, and no lone surrogate written as an escape: Python's
+    `json` decodes `"\\udc80"` into a string that cannot be encoded, where
+    PostHog's parser refuses the request.
+    """
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return payload if _valid_unicode(payload) else None
+
+
+def _valid_unicode(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_unicode(k) and _valid_unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_unicode(v) for v in value)
+    return True
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    """A loopback URL where nothing listens: connections are refused, as when PostHog is down.
+
+    The port stays bound (not listening) for the block, so no other test can take it.
+    """
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
 
 
 class FakeCloud(_Server):
