@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fcntl
 import importlib
 import inspect
 import json
@@ -35,6 +36,7 @@ HAND_OVER_ALLOWED = {
     "arcade_identity._paths",
     "arcade_identity.exceptions",
     "faulthandler",
+    "fcntl",
 }
 
 
@@ -121,20 +123,24 @@ def _imported(args: list[str], cwd: Path, env: dict[str, str]) -> set[str]:
 def test_a_sender_handing_its_event_over_imports_only_the_allow_list(
     arcade_dir: Path, tmp_path: Path
 ) -> None:
-    # An uploader at work: a fresh lease stamped by a live process (this one).
+    # An uploader at work: a fresh lease, and the upload lock held (by this process).
     outbox = arcade_dir / "usage_outbox"
     outbox.mkdir(parents=True, mode=0o700)
     (outbox / ".uploader").write_text(str(os.getpid()))
-    env = {
-        **os.environ,
-        "ARCADE_USAGE_OUTBOX": str(outbox),
-        "ARCADE_USAGE_EVENT_DATA": json.dumps({"event": "handed over"}),
-    }
-    baseline = _imported(["-m", "__hello__"], tmp_path, env)
-    handed_over = _imported(["-m", "arcade_usage"], tmp_path, env)
+    lock = os.open(outbox / ".upload.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        env = {
+            **os.environ,
+            "ARCADE_USAGE_OUTBOX": str(outbox),
+            "ARCADE_USAGE_EVENT_DATA": json.dumps({"event": "handed over"}),
+        }
+        baseline = _imported(["-m", "__hello__"], tmp_path, env)
+        handed_over = _imported(["-m", "arcade_usage"], tmp_path, env)
+    finally:
+        os.close(lock)
 
     assert handed_over - baseline - {"__hello__"} <= HAND_OVER_ALLOWED
     # It did hand the event over: filed in the outbox, left for the uploader.
     [entry] = [p for p in outbox.iterdir() if p.suffix == ".json"]
     assert json.loads(entry.read_bytes()) == {"event": "handed over"}
-    assert not (outbox / ".upload.lock").exists()

@@ -259,34 +259,56 @@ class Outbox:
     # -- who is sending ----------------------------------------------------------------
 
     def uploader_at_work(self) -> bool:
-        """True while an uploader holds a fresh lease: it will take what is filed now."""
-        return self._fresh(_LEASE, LEASE_SECONDS)
+        """True while an uploader holds a fresh lease: it will take what is filed now.
+
+        The lease's date says it is taking messages; the upload lock, which the
+        kernel releases when its holder dies (or turns into a zombie), says it lives.
+        """
+        return self._fresh(_LEASE, LEASE_SECONDS) and self._lock_held()
 
     def sender_started_recently(self) -> bool:
-        """True within SPAWN_INTERVAL of a sender's start: it will take what is filed now."""
-        return self._fresh(_SPAWNED, SPAWN_INTERVAL)
+        """True within SPAWN_INTERVAL of a sender's start, while it lives: it will take
+        what is filed now."""
+        return self._fresh(_SPAWNED, SPAWN_INTERVAL) and _alive(self._stamped_pid(_SPAWNED))
 
     def mark_sender_started(self, pid: int) -> None:
         self._stamp(_SPAWNED, pid)
 
     def _fresh(self, name: str, seconds: float) -> bool:
-        """Whether `name` was stamped less than `seconds` ago by a process still alive."""
-        path = os.path.join(self.directory, name)
+        """Whether `name` was stamped less than `seconds` ago."""
         try:
-            info = os.lstat(path)
+            info = os.lstat(os.path.join(self.directory, name))
         except OSError:
             return False
-        if not stat.S_ISREG(info.st_mode) or not 0 <= self._clock() - info.st_mtime < seconds:
-            return False
+        return stat.S_ISREG(info.st_mode) and 0 <= self._clock() - info.st_mtime < seconds
+
+    def _stamped_pid(self, name: str) -> int:
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
             try:
-                pid = int(os.read(fd, 32) or b"0")
+                return int(os.read(fd, 32) or b"0")
             finally:
                 os.close(fd)
         except (OSError, ValueError):
+            return 0
+
+    def _lock_held(self) -> bool:
+        """Whether some process holds the upload lock (asked without taking it for long)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: trust the lease's date
+            return True
+        try:
+            fd = os.open(os.path.join(self.directory, _LOCK), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except OSError:
             return False
-        return _alive(pid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # and with it the shared lock, if we got it
+        return False
 
     def _stamp(self, name: str, pid: int | None = None) -> None:
         """Write `pid` (default: ours) into `name`, dated now."""
