@@ -1,0 +1,79 @@
+"""A long-lived process that tracks a server start and many tool calls, for the usage tests.
+
+Run as `python tracking_process.py CALLS THREADS PAUSE ENDING`: the start, then
+CALLS tool calls shared among THREADS threads released together, each thread
+pausing PAUSE seconds between its calls (0: as fast as it can). Every tenth
+call is a failure. Then one JSON line on stdout:
+
+- `senders`: how many `python -m arcade_usage` processes this process started,
+  counted by an audit hook on `subprocess.Popen` (exact, and blind to nothing:
+  every process start in Python raises that event before it happens);
+- `traffic_s`: seconds from the first call to the last one's return.
+
+and ENDING: `exit` (a normal exit), `os_exit` (`os._exit(0)`, nothing else runs)
+or `kill` (SIGKILL, right after the line is flushed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from arcade_usage import ServerTracker
+
+started_senders = 0
+
+
+def count_senders(event: str, args: tuple[Any, ...]) -> None:
+    global started_senders
+    if event == "subprocess.Popen" and "arcade_usage" in list(args[1] or ()):
+        started_senders += 1
+
+
+def main() -> None:
+    calls, threads, pause, ending = (
+        int(sys.argv[1]),
+        int(sys.argv[2]),
+        float(sys.argv[3]),
+        sys.argv[4],
+    )
+    sys.addaudithook(count_senders)
+    tracker = ServerTracker(server_version="1.2.3")
+    tracker.track_server_start(transport="stdio", tool_count=3)
+
+    barrier = threading.Barrier(threads)
+
+    def work(share: range) -> None:
+        barrier.wait()
+        for i in share:
+            if i % 10 == 9:
+                tracker.track_tool_call(success=False, failure_reason=f"call {i} failed")
+            else:
+                tracker.track_tool_call(success=True)
+            if pause:
+                time.sleep(pause)
+
+    workers = [
+        threading.Thread(target=work, args=(range(n, calls, threads),)) for n in range(threads)
+    ]
+    first = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    traffic = time.monotonic() - first
+    sys.stdout.write(json.dumps({"senders": started_senders, "traffic_s": traffic}) + "\n")
+    sys.stdout.flush()
+    if ending == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if ending == "os_exit":
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
