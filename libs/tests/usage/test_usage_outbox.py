@@ -1,0 +1,631 @@
+"""Delivery that PostHog's refusals, rate limits and outages cannot jam, and an outbox that
+touches only its own files.
+
+Each test drives real detached senders (started by in-process trackers and services)
+against a loopback PostHog that refuses, rate-limits or is down, and asserts what
+PostHog and the user would see: which events arrive, once and in order, how many
+requests were made, which files are left. Events are made to wait in the outbox by a
+running back-off, the state an outage leaves, so that their order is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcade_usage import (
+    SUCCEEDED,
+    Outbox,
+    UsageService,
+    disable_tracking,
+    enable_tracking,
+)
+from helpers import sender_pids, wait_until
+from servers import FakePostHog, closed_port
+
+Track = Callable[..., None]
+
+DAY = 24 * 3600.0
+ALIAS = "$create_alias"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- what a test looks at ----------------------------------------------------------------
+
+
+def _queued(work_dir: Path) -> list[dict[str, Any]]:
+    """The messages waiting in the outbox, in delivery order."""
+    outbox = Outbox(work_dir)
+    return [json.loads((Path(outbox.directory) / n).read_bytes()) for n in outbox.names()]
+
+
+def _names(messages: list[dict[str, Any]]) -> list[str]:
+    """Each message as the user would name it: the alias, or the command that sent it."""
+    return [
+        m["event"] if m["event"] == ALIAS else m["properties"]["command_name"] for m in messages
+    ]
+
+
+def _settled(work_dir: Path) -> None:
+    """Every sender of this test has finished (each hard-exits within 10 s)."""
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, bytes | None, str | None]]:
+    """What a user would find in `directory`: each entry's type, content and link target."""
+    found: dict[str, tuple[int, bytes | None, str | None]] = {}
+    for path in sorted(directory.rglob("*")):
+        info = path.lstat()
+        content = path.read_bytes() if stat.S_ISREG(info.st_mode) else None
+        target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else None
+        found[str(path.relative_to(directory))] = (stat.S_IFMT(info.st_mode), content, target)
+    return found
+
+
+# -- senders started by this process, counted as Python starts them ----------------------
+
+_recorders: list[list[list[str]]] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "subprocess.Popen" and _recorders:
+        argv = [str(a) for a in args[1]] if isinstance(args[1], (list, tuple)) else [str(args[1])]
+        if "arcade_usage" in argv:
+            for recorder in _recorders:
+                recorder.append(argv)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def spawns() -> Iterator[list[list[str]]]:
+    """The command line of every sender this process starts during the test (an audit hook:
+    nothing is replaced, Python reports each `subprocess.Popen`)."""
+    recorder: list[list[str]] = []
+    _recorders.append(recorder)
+    try:
+        yield recorder
+    finally:
+        _recorders.remove(recorder)
+
+
+# -- making events wait ------------------------------------------------------------------
+
+
+class _Commands:
+    """Events as a CLI would capture them, for one anonymous user."""
+
+    def __init__(self) -> None:
+        self.service = UsageService()
+        self.distinct_id = str(uuid.uuid4())
+
+    def run(self, name: str, **properties: Any) -> None:
+        self.service.capture(
+            SUCCEEDED, self.distinct_id, {"command_name": name, **properties}, is_anon=True
+        )
+
+
+@pytest.fixture
+def commands() -> _Commands:
+    return _Commands()
+
+
+def _hold_back(work_dir: Path) -> Outbox:
+    """A back-off, as an outage leaves it: captures file their events and start no sender."""
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    outbox.back_off(retry_after=600)
+    return outbox
+
+
+def _message(event: str, distinct_id: str, /, **properties: Any) -> Any:
+    """A message as `UsageService` builds it (typed loosely: tests also build broken ones)."""
+    return {
+        "event": event,
+        "distinct_id": distinct_id,
+        "properties": properties,
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "uuid": str(uuid.uuid4()),
+    }
+
+
+# -- refusals ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("refusal", [400, 413])
+def test_one_refused_message_among_seven_is_dropped_and_the_rest_go_in_order(
+    posthog: FakePostHog,
+    work_dir: Path,
+    commands: _Commands,
+    spawns: list[list[str]],
+    refusal: int,
+) -> None:
+    outbox = _hold_back(work_dir)
+    names = [f"cmd.{i}" for i in range(7)]
+    for name in names:
+        if name != "cmd.3":
+            commands.run(name)
+        elif refusal == 400:  # something in it PostHog will not parse
+            posthog.refuse_message("poison", 400)
+            commands.run(name, error_message="poison")
+        else:  # larger than PostHog takes
+            posthog.max_message_bytes = 32_000
+            commands.run(name, output="x" * 40_000)
+    assert spawns == []
+    queued = _queued(work_dir)
+    assert _names(queued) == names
+    poison = queued[3]["uuid"]
+
+    outbox.clear_backoff()
+    commands.run("cmd.7")
+    wait_until(lambda: len(posthog.command_events()) == 7)
+    _settled(work_dir)
+
+    delivered = posthog.command_events()
+    assert _names(delivered) == ["cmd.0", "cmd.1", "cmd.2", "cmd.4", "cmd.5", "cmd.6", "cmd.7"]
+    assert [m["uuid"] for m in delivered[:6]] == [m["uuid"] for m in queued if m["uuid"] != poison]
+    assert Outbox(work_dir).count() == 0
+    # Only the requests that carried the poison were refused; finding it took a few
+    # splits of the batch, not a request per message.
+    log = posthog.log()
+    assert [e.status for e in log if poison in e.uuids] == [refusal] * posthog.times_carried(poison)
+    assert all(e.delivered for e in log if poison not in e.uuids)
+    assert len(log) <= 1 + 2 * math.ceil(math.log2(8)), posthog.statuses()
+    assert Outbox(work_dir).backoff_remaining() == 0
+
+    # Later commands are delivered one request each; the poison is never posted again.
+    before = len(log)
+    for name in ("later.0", "later.1", "later.2"):
+        commands.run(name)
+        wait_until(lambda n=name: n in _names(posthog.command_events()))
+    _settled(work_dir)
+    later = posthog.log()[before:]
+    assert all(e.delivered and len(e.uuids) == 1 for e in later), later
+    assert len(later) == 3
+    assert posthog.times_carried(poison) == len([e for e in log if poison in e.uuids])
+    assert _names(posthog.command_events())[-3:] == ["later.0", "later.1", "later.2"]
+
+
+@pytest.mark.parametrize("status", [401, 400])
+def test_posthog_refusing_everything_drops_the_events_and_never_retries_them(
+    posthog: FakePostHog,
+    work_dir: Path,
+    commands: _Commands,
+    track: Track,
+    status: int,
+) -> None:
+    if status == 401:  # a project key PostHog does not know
+        posthog.api_keys = {"phc_the_real_project"}
+    else:
+        posthog.mode, posthog.refuse_status = "refuse", 400
+    outbox = _hold_back(work_dir)
+    for i in range(10):
+        commands.run(f"queued.{i}")
+    queued = [m["uuid"] for m in _queued(work_dir)]
+    outbox.clear_backoff()
+    commands.run("trigger")
+    wait_until(lambda: Outbox(work_dir).count() == 0)
+    _settled(work_dir)
+
+    log = posthog.log()
+    assert posthog.events() == []
+    assert {e.status for e in log} == {status}
+    carried = {u for e in log for u in e.uuids}
+    assert set(queued) < carried
+    assert len(carried) == 11
+    if status == 401:  # the key is wrong for every message alike: one request says so
+        assert len(log) == 1
+    else:  # each message is posted at most once per halving of the batch
+        assert max(posthog.times_carried(u) for u in carried) <= 1 + math.ceil(math.log2(11))
+        assert len(log) <= 2 * 11 - 1
+    assert Outbox(work_dir).backoff_remaining() == 0
+
+    # Every later command makes one request with its own event only: nothing comes back.
+    for i in range(4):
+        before = len(posthog.log())
+        track(f"later.{i}")
+        wait_until(lambda b=before: len(posthog.log()) > b)
+        wait_until(lambda: Outbox(work_dir).count() == 0)
+    _settled(work_dir)
+    later = posthog.log()[len(log) :]
+    assert len(later) == 4
+    assert all(len(e.uuids) == 1 and e.uuids[0] not in carried for e in later), later
+    assert posthog.events() == []
+
+
+@pytest.mark.parametrize("path", ["handed-over", "queued"])
+def test_a_non_utf8_path_in_an_error_is_repaired_and_strict_posthog_takes_it(
+    posthog: FakePostHog, work_dir: Path, track: Track, path: str
+) -> None:
+    where = os.fsdecode(b"/tmp/\xff")  # a lone surrogate, as os.listdir would give it
+    assert where.endswith("\udcff")
+    outbox = _hold_back(work_dir) if path == "queued" else None
+    track("deploy", False, error_message="cannot open " + where)
+    if outbox is not None:
+        assert Outbox(work_dir).count() == 1
+        outbox.clear_backoff()
+        track("after")
+
+    wait_until(lambda: Outbox(work_dir).count() == 0 and posthog.command_events())
+    _settled(work_dir)
+    deploy = posthog.command_events()[0]
+    assert deploy["properties"]["command_name"] == "deploy"
+    shown = deploy["properties"]["error_message"]
+    assert shown.startswith("cannot open /tmp/\ufffd")
+    assert shown.rstrip("\ufffd") == "cannot open /tmp/"
+    assert 400 not in posthog.statuses()
+
+
+def test_lone_surrogates_anywhere_in_a_captured_event_are_repaired(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    bad = os.fsdecode(b"\xfe")
+    UsageService().capture(
+        "tool " + bad,
+        "user-" + bad,
+        {"command_name": "x" + bad, "key" + bad: ["a" + bad, {"n" + bad: bad}]},
+    )
+    [message] = wait_until(posthog.events)
+    _settled(work_dir)
+    # (U+FFFD where the byte was: one or more, as the decoder sees the surrogate.)
+    assert message["event"].rstrip("\ufffd") == "tool "
+    assert message["distinct_id"].rstrip("\ufffd") == "user-"
+    assert message["properties"]["command_name"].rstrip("\ufffd") == "x"
+    [(key, value)] = [(k, v) for k, v in message["properties"].items() if k.startswith("key")]
+    assert key.rstrip("\ufffd") == "key"
+    assert value[0].rstrip("\ufffd") == "a"
+    [(inner_key, inner_value)] = value[1].items()
+    assert inner_key.rstrip("\ufffd") == "n"
+    assert set(inner_value) == {"\ufffd"}
+    assert posthog.statuses() == [200]
+
+
+@pytest.mark.parametrize(("path", "size"), [("handed-over", 200_000), ("queued", 300_000)])
+def test_a_large_event_posthog_would_take_is_delivered_not_lost_or_stuck(
+    posthog: FakePostHog, work_dir: Path, commands: _Commands, path: str, size: int
+) -> None:
+    # PostHog takes events up to about 1 MB. Linux refuses an environment string over
+    # 128 KiB (E2BIG), so such an event cannot be handed over in the environment.
+    outbox = _hold_back(work_dir) if path == "queued" else None
+    commands.run("big", output="y" * size)
+    if outbox is not None:
+        assert _names(_queued(work_dir)) == ["big"]
+        outbox.clear_backoff()
+    commands.run("small")
+
+    wait_until(lambda: "small" in _names(posthog.command_events()))
+    _settled(work_dir)
+    assert sorted(_names(posthog.command_events())) == ["big", "small"]
+    assert Outbox(work_dir).count() == 0
+
+
+# -- rate limits and outages -------------------------------------------------------------
+
+
+def test_429_with_retry_after_30_holds_every_command_back_then_delivers_once(
+    posthog: FakePostHog, work_dir: Path, track: Track, spawns: list[list[str]]
+) -> None:
+    posthog.rate_limit(1, "30")
+    track("first")
+    wait_until(lambda: posthog.statuses() == [429])
+    _settled(work_dir)
+    assert 25 < Outbox(work_dir).backoff_remaining() <= 30
+
+    spawns.clear()
+    for i in range(5):
+        track(f"held.{i}")
+    assert spawns == []
+    assert posthog.requests == 1
+    held = _queued(work_dir)
+    assert _names(held) == ["first", *(f"held.{i}" for i in range(5))]
+
+    # The user's clock moves 31 s on: the back-off is as if recorded that long ago.
+    Outbox(work_dir, clock=lambda: time.time() - 31).back_off(retry_after=30)
+    assert Outbox(work_dir).backoff_remaining() == 0
+    track("after")
+
+    wait_until(lambda: len(posthog.command_events()) == 7)
+    _settled(work_dir)
+    delivered = posthog.command_events()
+    assert _names(delivered) == [*_names(held), "after"]
+    assert [m["uuid"] for m in delivered[:6]] == [m["uuid"] for m in held]
+    assert posthog.statuses() == [429, 200]
+    assert len(spawns) == 1
+    assert Outbox(work_dir).count() == 0
+    assert Outbox(work_dir).backoff_remaining() == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("30", 25, 30),
+        ("an HTTP date 60 s ahead", 55, 60),
+        ("99999999", DAY - 60, DAY),  # capped at a day
+        ("0", 0.5, 2),  # never shorter than the back-off's own 2 s
+        ("soon", 0.5, 2),  # unreadable: the back-off's own
+        (None, 0.5, 2),
+    ],
+)
+def test_retry_after_sets_the_back_off_every_process_honours(
+    posthog: FakePostHog,
+    work_dir: Path,
+    track: Track,
+    retry_after: str | None,
+    low: float,
+    high: float,
+) -> None:
+    if retry_after == "an HTTP date 60 s ahead":
+        when = datetime.now(timezone.utc) + timedelta(seconds=60)
+        retry_after = format_datetime(when, usegmt=True)
+    posthog.rate_limit(1, retry_after)
+    track("limited")
+    wait_until(lambda: posthog.statuses() == [429])
+    _settled(work_dir)
+    assert low < Outbox(work_dir).backoff_remaining() <= high
+    assert _names(_queued(work_dir)) == ["limited"]
+
+
+@pytest.mark.parametrize("outage", ["503", "refused"])
+def test_during_an_outage_a_command_files_its_event_and_starts_no_sender(
+    posthog: FakePostHog,
+    work_dir: Path,
+    track: Track,
+    spawns: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    outage: str,
+) -> None:
+    with closed_port() as down:
+        if outage == "503":
+            posthog.mode = "error"
+        else:
+            monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", down)
+        track("first")
+        wait_until(lambda: Outbox(work_dir).backoff_remaining() > 0)
+        _settled(work_dir)
+        assert len(spawns) == 1
+        requests = posthog.requests
+
+        for name in ("two", "three", "four"):
+            track(name)
+        # (The first back-off is 2 s; the three commands take milliseconds.)
+        assert Outbox(work_dir).backoff_remaining() > 0
+        assert len(spawns) == 1
+        assert sender_pids(work_dir) == []
+        assert posthog.requests == requests
+        assert _names(_queued(work_dir)) == ["first", "two", "three", "four"]
+
+
+# -- an outbox that touches only its own files -------------------------------------------
+
+
+def test_a_symlinked_outbox_is_never_followed(
+    posthog: FakePostHog,
+    work_dir: Path,
+    arcade_dir: Path,
+    track: Track,
+    spawns: list[list[str]],
+) -> None:
+    project = work_dir / "project"
+    project.mkdir()
+    (project / "package.json").write_text('{"name": "mine"}')
+    (project / "config.json").write_text("{}")
+    (project / "x.json").write_text("[1]")
+    users_message = _message(SUCCEEDED, "someone", command_name="not-yours")
+    (project / f"000000000001-{int(time.time())}-abcdef.json").write_text(json.dumps(users_message))
+    before = _snapshot(project)
+    arcade_dir.mkdir(mode=0o700)
+    (arcade_dir / "usage_outbox").symlink_to(project, target_is_directory=True)
+
+    for name in ("one", "two", "three"):
+        track(name)
+    assert Outbox(work_dir).names() == []
+    assert Outbox(work_dir).count() == 0
+    disable_tracking()
+    enable_tracking()
+    assert spawns == []
+    sender = subprocess.run(
+        [sys.executable, "-m", "arcade_usage"],
+        env={**os.environ, "ARCADE_USAGE_EVENT_DATA": json.dumps(_message(SUCCEEDED, "me"))},
+        cwd=work_dir,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    _settled(work_dir)
+
+    assert (sender.returncode, sender.stdout, sender.stderr) == (0, "", "")
+    assert posthog.requests == 0
+    assert _snapshot(project) == before
+    assert (arcade_dir / "usage_outbox").is_symlink()
+
+
+def _foreign_entries(directory: Path, home: Path, queued: int) -> None:
+    """What the outbox did not write, named (but one) as its messages, dated `queued`."""
+    (home / "notes.json").write_text('{"mine": true}')
+    as_dir = directory / f"000000000000-{queued:010d}-d1.json"
+    as_dir.mkdir()
+    (as_dir / "inside.txt").write_text("kept")
+    os.mkfifo(directory / f"000000000000-{queued:010d}-f1f0.json")
+    (directory / f"000000000000-{queued:010d}-a1.json").symlink_to(home / "notes.json")
+    (directory / "backup.json").write_text(json.dumps(_message(SUCCEEDED, "x", command_name="b")))
+    (directory / "README").write_text("hello")
+
+
+@pytest.mark.parametrize("dated", ["now", "8 days ago"])
+def test_entries_the_outbox_did_not_write_are_left_alone_and_never_stall_it(
+    posthog: FakePostHog, work_dir: Path, track: Track, dated: str
+) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    queued = int(time.time() - (8 * DAY if dated != "now" else 0))
+    _foreign_entries(Path(outbox.directory), work_dir, queued)
+    before = _snapshot(Path(outbox.directory))
+    notes = (work_dir / "notes.json").read_bytes()
+
+    started = time.monotonic()
+    for name in ("one", "two", "three"):
+        track(name)
+    wait_until(lambda: len(posthog.command_events()) == 3, timeout=8)
+    delivered_after = time.monotonic() - started
+    _settled(work_dir)
+    finished_after = time.monotonic() - started
+
+    assert sorted(_names(posthog.command_events())) == ["one", "three", "two"]
+    assert set(posthog.statuses()) == {200}
+    after = _snapshot(Path(outbox.directory))
+    assert {k: v for k, v in after.items() if not k.startswith(".")} == {
+        k: v for k, v in before.items() if not k.startswith(".")
+    }
+    assert (work_dir / "notes.json").read_bytes() == notes
+    # Delivered as on a good day, and the uploader leaves once it is done (it lingers
+    # about a second), not at its deadline, held by entries that are not its own.
+    assert delivered_after < 3, delivered_after
+    assert finished_after < delivered_after + 2.5, (delivered_after, finished_after)
+    assert Outbox(work_dir).count() == 0
+
+
+def test_disable_leaves_entries_it_did_not_write(work_dir: Path) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    _foreign_entries(Path(outbox.directory), work_dir, int(time.time()))
+    outbox.put(_message(SUCCEEDED, "me", command_name="mine"))
+    before = _snapshot(Path(outbox.directory))
+
+    disable_tracking()
+
+    after = _snapshot(Path(outbox.directory))
+    assert [k for k in before if k not in after and not k.startswith(".")] == [
+        name for name in before if name.startswith("000000000001-")
+    ]
+    assert all(after[k] == before[k] for k in after if not k.startswith("."))
+
+
+# -- a clock set forward and back --------------------------------------------------------
+
+
+def test_an_alias_queued_while_the_clock_ran_fast_is_still_delivered_first(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    anon, principal = str(uuid.uuid4()), f"prn_{uuid.uuid4().hex[:8]}"
+    ahead = Outbox(work_dir, clock=lambda: time.time() + 3 * DAY)
+    ahead.put(_message(ALIAS, anon, distinct_id=anon, alias=principal))
+    # The clock is set right: the login event is dated three days before the alias.
+    Outbox(work_dir).put(_message(SUCCEEDED, principal, command_name="login"))
+    track("whoami")
+
+    wait_until(lambda: len(posthog.events()) == 3)
+    _settled(work_dir)
+    assert _names(posthog.events()) == [ALIAS, "login", "whoami"]
+    assert posthog.same_person(anon, principal)
+    assert Outbox(work_dir).count() == 0
+
+
+def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    stale = []
+    for shift in (8 * DAY, -8 * DAY):
+        message = _message(SUCCEEDED, "me", command_name=f"shifted {shift:+.0f}")
+        Outbox(work_dir, clock=lambda s=shift: time.time() + s).put(message)
+        stale.append(message["uuid"])
+    Outbox(work_dir, clock=lambda: time.time() + 6 * DAY).put(
+        _message(SUCCEEDED, "me", command_name="six days ahead")
+    )
+    track("now")
+
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == ["six days ahead", "now"]
+    assert all(posthog.times_carried(u) == 0 for u in stale)
+    assert Outbox(work_dir).count() == 0
+
+
+def test_the_cap_keeps_the_newest_thousand_by_order_not_by_date(work_dir: Path) -> None:
+    first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
+    Outbox(work_dir, clock=lambda: time.time() + 6 * DAY).put(first)
+    outbox = Outbox(work_dir)
+    for i in range(998):
+        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    last = _message(SUCCEEDED, "me", command_name="last, clock behind")
+    Outbox(work_dir, clock=lambda: time.time() - 6 * DAY).put(last)
+    assert outbox.count() == 1000
+
+    outbox.put(_message(SUCCEEDED, "me", command_name="one too many"))
+    kept = outbox.prune()
+
+    assert len(kept) == outbox.count() == 1000
+    names = _names(_queued(work_dir))
+    assert names[0] == "m0"
+    assert names[-2:] == ["last, clock behind", "one too many"]
+    assert "first, clock ahead" not in names
+
+
+# -- consent, checked by the sender itself -----------------------------------------------
+
+
+@pytest.mark.parametrize("off", ["DO_NOT_TRACK=1", "ARCADE_USAGE_TRACKING=off", "usage_disabled"])
+def test_a_sender_run_while_tracking_is_off_uploads_nothing(
+    posthog: FakePostHog, work_dir: Path, off: str
+) -> None:
+    env = {**os.environ}
+    if off == "usage_disabled":
+        disable_tracking()
+    else:
+        name, value = off.split("=")
+        env[name] = value
+    outbox = Outbox(work_dir)
+    for i in range(3):  # left by an earlier process, or filed in a race with `disable`
+        outbox.put(_message(SUCCEEDED, "me", command_name=f"waiting.{i}"))
+    before = _snapshot(Path(outbox.directory))
+    env["ARCADE_USAGE_EVENT_DATA"] = json.dumps(_message(SUCCEEDED, "me", command_name="new"))
+
+    sender = subprocess.run(
+        [sys.executable, "-m", "arcade_usage"],
+        env=env,
+        cwd=work_dir,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert (sender.returncode, sender.stdout, sender.stderr) == (0, "", "")
+    assert posthog.requests == 0
+    assert _snapshot(Path(outbox.directory)) == before
+
+
+def test_events_waiting_at_disable_are_never_sent_after_enable(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    outbox = _hold_back(work_dir)
+    track("before.0")
+    track("before.1")
+    assert Outbox(work_dir).count() == 2
+
+    disable_tracking()
+    assert Outbox(work_dir).count() == 0
+    track("while-off")
+    assert enable_tracking()
+    outbox.clear_backoff()
+    track("after")
+
+    wait_until(posthog.command_events)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == ["after"]
+    assert Outbox(work_dir).count() == 0
