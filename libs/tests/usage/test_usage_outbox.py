@@ -516,6 +516,27 @@ def test_disable_leaves_entries_it_did_not_write(work_dir: Path) -> None:
     assert all(after[k] == before[k] for k in after if not k.startswith("."))
 
 
+def test_its_own_file_names_planted_as_links_lead_it_to_no_user_file(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    user_file = work_dir / "thesis.txt"
+    user_file.write_bytes(b"three years of work")
+    for name in (".seq", ".upload.lock", ".uploader", ".spawned", ".backoff"):
+        (Path(outbox.directory) / name).symlink_to(user_file)
+
+    for name in ("one", "two"):
+        track(name)
+    _settled(work_dir)
+
+    assert user_file.read_bytes() == b"three years of work"
+    assert all(
+        (Path(outbox.directory) / name).is_symlink()
+        for name in (".seq", ".upload.lock", ".uploader", ".spawned")
+    )
+
+
 # -- a clock set forward and back --------------------------------------------------------
 
 
@@ -574,6 +595,21 @@ def test_the_cap_keeps_the_newest_thousand_by_order_not_by_date(work_dir: Path) 
     assert names[0] == "m0"
     assert names[-2:] == ["last, clock behind", "one too many"]
     assert "first, clock ahead" not in names
+
+
+def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(
+    work_dir: Path,
+) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    # Recorded for an hour while the clock was two hours ahead; the clock is right now.
+    Outbox(work_dir, clock=lambda: time.time() + 2 * 3600).back_off(retry_after=3600)
+    assert outbox.backoff_remaining() == 0
+    # Recorded for an hour while the clock was two hours behind: an hour, no more.
+    Outbox(work_dir, clock=lambda: time.time() - 2 * 3600).back_off(retry_after=3600)
+    assert outbox.backoff_remaining() == 0
+    outbox.back_off(retry_after=3600)
+    assert 3500 < outbox.backoff_remaining() <= 3600
 
 
 # -- consent, checked by the sender itself -----------------------------------------------
