@@ -250,12 +250,15 @@ def test_a_tool_call_does_not_wait_for_a_start_busy_with_a_hanging_cloud(
     try:
         wait_until(lambda: cloud.validations >= 1, timeout=10)  # the lookup is in flight
         tracker.track_tool_call(success=True)
-        start_still_waiting = start.is_alive()
     finally:
         start.join(timeout=10)
         cloud.release.set()
-    assert start_still_waiting, "the tool call waited for the start's lookup"
-    _delivered(posthog, work_dir, 2)
+    events = {e["event"]: e for e in _delivered(posthog, work_dir, 2)}
+    # Each event is dated when it was tracked: a call that had waited for the lookup
+    # would be dated after the start, which is dated once the lookup gave up.
+    assert events[CALLED]["timestamp"] < events[STARTED]["timestamp"], (
+        "the tool call waited for the start's lookup"
+    )
 
 
 # -- identity in a long-lived process ----------------------------------------------------
@@ -339,12 +342,19 @@ def test_start_with_cloud_and_posthog_hanging_returns_in_time_and_arrives_later(
     tracker.track_server_start(transport="stdio", tool_count=1)
     assert time.monotonic() - began < 2.5  # a budget, not a benchmark
 
+    # Its sender has filed the start (behind the alias, if one was queued) and its
+    # request hangs (so does the alias's, abandoned); PostHog fails it, and the
+    # events wait out the back-off.
+    queued = 1 if cloud_mode == "hang" else 2
+    wait_until(lambda: posthog.requests == queued, timeout=10)
+    assert Outbox(work_dir).count() == queued
     posthog.mode = "ok"
     posthog.release.set()
     cloud.mode = "ok"
     cloud.release.set()
     wait_until(lambda: not sender_pids(work_dir), timeout=12)
     wait_until(lambda: Outbox(work_dir).backoff_remaining() == 0, timeout=5)
+    assert posthog.events() == []
     tracker.track_tool_call(success=True)
 
     if cloud_mode == "hang":  # no principal known: both anonymous
@@ -358,6 +368,7 @@ def test_start_with_cloud_and_posthog_hanging_returns_in_time_and_arrives_later(
         assert [e["event"] for e in events] == ["$create_alias", STARTED, CALLED]
         assert posthog.aliases() == [(anon_id, "prn_slow")]
         assert [e["distinct_id"] for e in events[1:]] == ["prn_slow", "prn_slow"]
+        assert posthog.same_person(anon_id, "prn_slow")
 
 
 # -- a first run that starts with a tool call --------------------------------------------
