@@ -183,6 +183,7 @@ def test_one_refused_message_among_seven_is_dropped_and_the_rest_go_in_order(
     # Only the requests that carried the poison were refused; finding it took a few
     # splits of the batch, not a request per message.
     log = posthog.log()
+    assert posthog.times_carried(poison) >= 1  # dropped because PostHog refused it
     assert [e.status for e in log if poison in e.uuids] == [refusal] * posthog.times_carried(poison)
     assert all(e.delivered for e in log if poison not in e.uuids)
     assert len(log) <= 1 + 2 * math.ceil(math.log2(8)), posthog.statuses()
@@ -496,7 +497,7 @@ def test_entries_the_outbox_did_not_write_are_left_alone_and_never_stall_it(
     # Delivered as on a good day, and the uploader leaves once it is done (it lingers
     # about a second), not at its deadline, held by entries that are not its own.
     assert delivered_after < 3, delivered_after
-    assert finished_after < delivered_after + 2.5, (delivered_after, finished_after)
+    assert finished_after < delivered_after + 3, (delivered_after, finished_after)
     assert Outbox(work_dir).count() == 0
 
 
