@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,19 @@ def _hold_back(work_dir: Path) -> Outbox:
     return outbox
 
 
+def _clock(shift: float) -> Callable[[], float]:
+    """A wall clock `shift` seconds off (ahead when positive)."""
+    return lambda: time.time() + shift
+
+
+def _has_command(posthog: FakePostHog, name: str) -> bool:
+    return name in _names(posthog.command_events())
+
+
+def _more_requests_than(posthog: FakePostHog, count: int) -> bool:
+    return len(posthog.log()) > count
+
+
 def _message(event: str, distinct_id: str, /, **properties: Any) -> Any:
     """A message as `UsageService` builds it (typed loosely: tests also build broken ones)."""
     return {
@@ -193,7 +207,7 @@ def test_one_refused_message_among_seven_is_dropped_and_the_rest_go_in_order(
     before = len(log)
     for name in ("later.0", "later.1", "later.2"):
         commands.run(name)
-        wait_until(lambda n=name: n in _names(posthog.command_events()))
+        wait_until(partial(_has_command, posthog, name))
     _settled(work_dir)
     later = posthog.log()[before:]
     assert all(e.delivered and len(e.uuids) == 1 for e in later), later
@@ -240,7 +254,7 @@ def test_posthog_refusing_everything_drops_the_events_and_never_retries_them(
     for i in range(4):
         before = len(posthog.log())
         track(f"later.{i}")
-        wait_until(lambda b=before: len(posthog.log()) > b)
+        wait_until(partial(_more_requests_than, posthog, before))
         wait_until(lambda: Outbox(work_dir).count() == 0)
     _settled(work_dir)
     later = posthog.log()[len(log) :]
@@ -336,7 +350,7 @@ def test_429_with_retry_after_30_holds_every_command_back_then_delivers_once(
     assert _names(held) == ["first", *(f"held.{i}" for i in range(5))]
 
     # The user's clock moves 31 s on: the back-off is as if recorded that long ago.
-    Outbox(work_dir, clock=lambda: time.time() - 31).back_off(retry_after=30)
+    Outbox(work_dir, clock=_clock(-31)).back_off(retry_after=30)
     assert Outbox(work_dir).backoff_remaining() == 0
     track("after")
 
@@ -545,7 +559,7 @@ def test_an_alias_queued_while_the_clock_ran_fast_is_still_delivered_first(
     posthog: FakePostHog, work_dir: Path, track: Track
 ) -> None:
     anon, principal = str(uuid.uuid4()), f"prn_{uuid.uuid4().hex[:8]}"
-    ahead = Outbox(work_dir, clock=lambda: time.time() + 3 * DAY)
+    ahead = Outbox(work_dir, clock=_clock(3 * DAY))
     ahead.put(_message(ALIAS, anon, distinct_id=anon, alias=principal))
     # The clock is set right: the login event is dated three days before the alias.
     Outbox(work_dir).put(_message(SUCCEEDED, principal, command_name="login"))
@@ -564,9 +578,9 @@ def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
     stale = []
     for shift in (8 * DAY, -8 * DAY):
         message = _message(SUCCEEDED, "me", command_name=f"shifted {shift:+.0f}")
-        Outbox(work_dir, clock=lambda s=shift: time.time() + s).put(message)
+        Outbox(work_dir, clock=_clock(shift)).put(message)
         stale.append(message["uuid"])
-    Outbox(work_dir, clock=lambda: time.time() + 6 * DAY).put(
+    Outbox(work_dir, clock=_clock(6 * DAY)).put(
         _message(SUCCEEDED, "me", command_name="six days ahead")
     )
     track("now")
@@ -580,12 +594,12 @@ def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
 
 def test_the_cap_keeps_the_newest_thousand_by_order_not_by_date(work_dir: Path) -> None:
     first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
-    Outbox(work_dir, clock=lambda: time.time() + 6 * DAY).put(first)
+    Outbox(work_dir, clock=_clock(6 * DAY)).put(first)
     outbox = Outbox(work_dir)
     for i in range(998):
         outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
     last = _message(SUCCEEDED, "me", command_name="last, clock behind")
-    Outbox(work_dir, clock=lambda: time.time() - 6 * DAY).put(last)
+    Outbox(work_dir, clock=_clock(-6 * DAY)).put(last)
     assert outbox.count() == 1000
 
     outbox.put(_message(SUCCEEDED, "me", command_name="one too many"))
@@ -604,10 +618,10 @@ def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(
     outbox = Outbox(work_dir)
     outbox.prepare()
     # Recorded for an hour while the clock was two hours ahead; the clock is right now.
-    Outbox(work_dir, clock=lambda: time.time() + 2 * 3600).back_off(retry_after=3600)
+    Outbox(work_dir, clock=_clock(2 * 3600)).back_off(retry_after=3600)
     assert outbox.backoff_remaining() == 0
     # Recorded for an hour while the clock was two hours behind: an hour, no more.
-    Outbox(work_dir, clock=lambda: time.time() - 2 * 3600).back_off(retry_after=3600)
+    Outbox(work_dir, clock=_clock(-2 * 3600)).back_off(retry_after=3600)
     assert outbox.backoff_remaining() == 0
     outbox.back_off(retry_after=3600)
     assert 3500 < outbox.backoff_remaining() <= 3600
