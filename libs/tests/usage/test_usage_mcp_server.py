@@ -192,6 +192,22 @@ def test_start_event_arrives_when_the_server_exits_right_after(
     assert Outbox(work_dir).count() == 0
 
 
+def test_start_event_arrives_from_a_first_run_with_stderr_closed(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    """A server with no stderr at all: the notice has nowhere to go, the start still does."""
+    result = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" "$1" exit 2>&-', sys.executable, str(SERVER)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, b"")
+    events = _all_arrived(posthog, work_dir, 1)
+    assert [e["event"] for e in events] == [STARTED]
+
+
 def test_start_event_arrives_while_the_server_blocks(posthog: FakePostHog, work_dir: Path) -> None:
     process = _start_server("block")
     try:

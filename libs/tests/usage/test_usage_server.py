@@ -399,3 +399,31 @@ def test_a_first_call_does_not_wait_for_another_process_holding_the_identity_loc
         release()
         call.join(timeout=10)
     assert returned, "the tool call waited for another process's lock"
+
+
+# -- consent changed by another process ----------------------------------------------------
+
+
+def test_a_disable_elsewhere_stops_the_next_call_and_an_enable_resumes(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    tracker = ServerTracker(server_version="1.2.3")
+    tracker.track_server_start(transport="stdio", tool_count=1)
+    _delivered(posthog, work_dir, 1)
+
+    assert run_arcade("usage", "disable").returncode == 0
+    disabled_requests = posthog.requests
+    for _ in range(5):
+        tracker.track_tool_call(success=True)
+    assert not sender_pids(work_dir)
+    assert Outbox(work_dir).count() == 0
+    assert posthog.requests == disabled_requests
+
+    assert run_arcade("usage", "enable").returncode == 0  # a tracked command of its own
+    tracker.track_tool_call(success=False, failure_reason="after enable")
+    wait_until(lambda: len(_server_events(posthog)) >= 2)
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+    events = _server_events(posthog)
+    assert [e["event"] for e in events] == [STARTED, CALLED]
+    assert events[1]["properties"]["failure_reason"] == "after enable"
+    assert posthog.requests > disabled_requests
