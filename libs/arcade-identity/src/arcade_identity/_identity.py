@@ -100,15 +100,16 @@ class UsageIdentity:
 
     # -- the file --------------------------------------------------------------------------
 
-    def load_or_create(self) -> Data:
+    def load_or_create(self, *, timeout: float = LOCK_TIMEOUT) -> Data:
         """The identity, creating `usage.json` under the lock if it is absent or invalid.
 
-        Raises IdentityUnavailableError when the file cannot be read or written.
+        Waits at most `timeout` s for the lock (IdentityBusyError after that; 0: not
+        at all). Raises IdentityUnavailableError when the file cannot be read or written.
         """
         if self._data is None:
             data = self._store.read()
             if data is None:
-                data = self._store.update(lambda current: None, timeout=LOCK_TIMEOUT)
+                data = self._store.update(lambda current: None, timeout=timeout)
             self._data = data
         return dict(self._data)
 

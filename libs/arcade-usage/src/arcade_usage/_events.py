@@ -99,8 +99,13 @@ def _text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
+        pass
+    else:
+        return value
+    try:  # bytes that were not UTF-8 (os.fsdecode's escapes): one U+FFFD each
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # any other lone surrogate
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return value
 
 
 def _repaired(value: Any) -> Any:

@@ -12,9 +12,11 @@
 - `.upload.lock`: held (flock) by the one uploader.
 - `.uploader`: the uploader's lease: its pid, with an mtime refreshed every
   quarter second while the uploader takes new messages; a capture that sees it
-  fresh files its message and starts no sender. The uploader removes it before
-  its last look at the outbox, so a message filed while the lease was fresh is
-  always seen.
+  fresh (and the upload lock held: its holder lives) files its message and
+  starts no sender. A long-lived process trusts a lease it saw for
+  AT_WORK_GRACE; the uploader removes the lease and waits longer than that
+  before its last look at the outbox, so a message filed while the lease was
+  trusted is always seen.
 - `.spawned`: the pid of the last sender started, dated then; within a second
   of that, while it lives, a capture files its message for that sender instead
   of starting another.
@@ -33,6 +35,7 @@ event to a running uploader pays for little more than starting Python.
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
 import time
@@ -46,11 +49,15 @@ if TYPE_CHECKING:
 
 MAX_MESSAGES = 1000
 MAX_AGE_SECONDS = 7 * 24 * 3600
-MAX_MESSAGE_BYTES = 256 * 1024
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""PostHog takes a message up to about 1 MB; an entry of ours larger than this is dropped."""
 STALE_TEMP_SECONDS = 3600
 LEASE_SECONDS = 1.0
 """A lease refreshed less recently than this belongs to an uploader that is gone."""
 HEARTBEAT_SECONDS = 0.25
+AT_WORK_GRACE = 0.25
+"""A long-lived process trusts a seen lease this long without looking again; the
+uploader waits longer than this between dropping its lease and its last look."""
 SPAWN_INTERVAL = 1.0
 """At most one sender started per outbox in this many seconds."""
 MAX_BACKOFF_SECONDS = 24 * 3600.0
@@ -64,6 +71,7 @@ _BACKOFF = ".backoff"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class OutboxUnavailableError(OSError):
@@ -91,6 +99,9 @@ class Outbox:
             directory = arcade_dir(work_dir) / OUTBOX_DIR
         self.directory = os.path.abspath(directory)
         self._clock = clock
+        self._seq: tuple[int, int] | None = None  # (pid, fd) of `.seq`, kept open
+        self._seq_lock = _thread.allocate_lock()
+        self._at_work_seen = -AT_WORK_GRACE  # monotonic time the lease was last seen
 
     def __repr__(self) -> str:
         return f"Outbox({self.directory!r})"
@@ -118,16 +129,43 @@ class Outbox:
         return name
 
     def _next_seq(self) -> int:
-        fd = os.open(
-            os.path.join(self.directory, _SEQ),
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY,
-            0o600,
-        )
-        try:
-            os.write(fd, b".")
-            return os.lseek(fd, 0, os.SEEK_CUR)
-        finally:
-            os.close(fd)
+        """The next number of the sequence shared by every process (an append to `.seq`).
+
+        The descriptor stays open for the life of this Outbox (reopened after a fork,
+        or when `.seq` was removed); the lock keeps this process's threads from
+        reading each other's offset.
+        """
+        with self._seq_lock:
+            for _ in range(2):
+                fd = self._seq_fd()
+                os.write(fd, b".")
+                seq = os.lseek(fd, 0, os.SEEK_CUR)
+                if os.fstat(fd).st_nlink:
+                    return seq
+                self._close_seq()  # `.seq` was removed: number from the new one
+            return seq
+
+    def _seq_fd(self) -> int:
+        pid = os.getpid()
+        if self._seq is None or self._seq[0] != pid:
+            fd = os.open(
+                os.path.join(self.directory, _SEQ),
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY | _CLOEXEC,
+                0o600,
+            )
+            self._seq = (pid, fd)
+        return self._seq[1]
+
+    def _close_seq(self) -> None:
+        if self._seq is not None and self._seq[0] == os.getpid():
+            os.close(self._seq[1])
+        self._seq = None
+
+    def __del__(self) -> None:
+        try:  # noqa: SIM105 - no contextlib on the hand-over path
+            self._close_seq()
+        except (OSError, AttributeError):
+            pass
 
     def prepare(self) -> None:
         """Create the directory if needed; refuse one that is not ours."""
@@ -167,10 +205,12 @@ class Outbox:
         return len(self.names())
 
     def _listing(self) -> list[str]:
+        """Names of the regular files in the directory: nothing else is ours to touch."""
         if not self.usable():
             return []
         try:
-            return os.listdir(self.directory)
+            with os.scandir(self.directory) as entries:
+                return [e.name for e in entries if e.is_file(follow_symlinks=False)]
         except OSError:
             return []
 
@@ -190,9 +230,9 @@ class Outbox:
             return None
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MESSAGE_BYTES:
-                return None
-            data = os.read(fd, MAX_MESSAGE_BYTES + 1)
+            if not stat.S_ISREG(info.st_mode):
+                return None  # not ours: left alone
+            data = os.read(fd, MAX_MESSAGE_BYTES + 1) if info.st_size <= MAX_MESSAGE_BYTES else b""
         except OSError:
             return None
         finally:
@@ -212,8 +252,8 @@ class Outbox:
         if _is_entry_name(name) or name.endswith(".tmp"):
             try:  # noqa: SIM105 - no contextlib on the hand-over path
                 os.unlink(os.path.join(self.directory, name))
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone already, or not ours to remove after all
 
     def prune(self) -> list[str]:
         """Drop what is beyond the bounds; returns the names that remain, oldest first.
@@ -258,13 +298,22 @@ class Outbox:
 
     # -- who is sending ----------------------------------------------------------------
 
-    def uploader_at_work(self) -> bool:
+    def uploader_at_work(self, *, grace: float = 0.0) -> bool:
         """True while an uploader holds a fresh lease: it will take what is filed now.
 
         The lease's date says it is taking messages; the upload lock, which the
         kernel releases when its holder dies (or turns into a zombie), says it lives.
+        With `grace`, a lease this instance saw at most `grace` seconds ago counts
+        without looking again (at most AT_WORK_GRACE: the uploader waits longer
+        than that between dropping its lease and its last look).
         """
-        return self._fresh(_LEASE, LEASE_SECONDS) and self._lock_held()
+        now = time.monotonic()
+        if now - self._at_work_seen <= min(grace, AT_WORK_GRACE):
+            return True
+        if self._fresh(_LEASE, LEASE_SECONDS) and self._lock_held():
+            self._at_work_seen = now
+            return True
+        return False
 
     def sender_started_recently(self) -> bool:
         """True within SPAWN_INTERVAL of a sender's start, while it lives: it will take
@@ -517,7 +566,7 @@ def _write_new(path: str, data: bytes, *, durable: bool) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process `pid` exists (always True where that cannot be asked)."""
+    """Whether process `pid` runs (a zombie does not; True where that cannot be asked)."""
     if pid <= 0:
         return False
     if os.name == "nt":
@@ -527,8 +576,12 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:
-        return True  # it exists, as another user's
-    return True
+        pass  # it exists, as another user's
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            return status.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc: existing is all we can know
 
 
 def _age(path: str, now: float) -> float | None:

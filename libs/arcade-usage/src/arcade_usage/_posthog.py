@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from arcade_usage._events import ALIAS
+from arcade_usage._outbox import AT_WORK_GRACE
 from arcade_usage.exceptions import DeliveryError, MessageRefusedError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ REQUEST_INTERVAL = 1.0
 """While events keep coming, one request per this many seconds, not one per event."""
 LINGER_SECONDS = 1.0
 """How long the uploader waits for more after the last message it saw."""
-HANDOFF_SECONDS = 0.5
+HANDOFF_SECONDS = 0.6
 """The lease ends this long before the last moment a request may start, so that what
 was filed while it was fresh still gets its request."""
 POLL_SECONDS = 0.05
@@ -109,7 +110,9 @@ def upload(
             next_request = now + interval
             if not delivery.send(outbox.prune()):
                 return
-    # The lease is gone: what was filed while it was fresh is here now.
+    # The lease is gone. A process that saw it (trusted for at most AT_WORK_GRACE)
+    # has filed what it filed by now: take it all.
+    time.sleep(AT_WORK_GRACE + POLL_SECONDS)
     if delivery.send(outbox.prune()):
         outbox.reset_sequence()
 

@@ -13,10 +13,11 @@ import contextlib
 import os
 import sys
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
-from arcade_usage._consent import is_tracking_enabled, print_notice
+from arcade_usage._consent import print_notice, state_in
 from arcade_usage._env import debug_enabled, in_sender
 from arcade_usage._events import (
     SERVER_STARTED,
@@ -49,11 +50,53 @@ class ServerTracker:
     ) -> None:
         self._server_version = server_version
         self.work_dir = work_dir
-        self.service = service or UsageService(work_dir=work_dir)
-        self.identity = identity or UsageIdentity(work_dir)
-        self._lock = threading.Lock()
+        self._service = service
+        self._identity = identity
+        self._arcade: str | None = None
+        self._lock = threading.Lock()  # guards the shared identity's cache (never held long)
+        self._creating = threading.Lock()
         self._runtime: dict[str, Any] | None = None
         self._secrets: list[str | None] | None = None
+
+    def _resolve(self) -> str | None:
+        """`.arcade` as an absolute path, found once (a relative ARCADE_WORK_DIR included).
+
+        The service and identity are made for that one place, so that a call costs
+        no path resolution and keeps its open outbox. None: no home directory.
+        """
+        if self._arcade is None:
+            from arcade_identity import arcade_dir
+
+            try:
+                arcade = arcade_dir(self.work_dir)
+            except IdentityUnavailableError:
+                return None
+            work_dir = arcade.parent
+            if self._service is None:
+                self._service = UsageService(work_dir=work_dir)
+            if self._identity is None:
+                self._identity = UsageIdentity(work_dir)
+            self._arcade = str(arcade)
+        return self._arcade
+
+    def _arcade_parent(self) -> str | os.PathLike[str] | None:
+        return os.path.dirname(self._arcade) if self._arcade is not None else self.work_dir
+
+    @property
+    def service(self) -> UsageService:
+        self._resolve()
+        return self._service or UsageService(work_dir=self.work_dir)
+
+    @property
+    def identity(self) -> UsageIdentity:
+        self._resolve()
+        return self._identity or UsageIdentity(self.work_dir)
+
+    def _enabled(self) -> bool:
+        if in_sender():
+            return False
+        arcade = self._resolve()
+        return arcade is not None and state_in(arcade)[0]
 
     @property
     def server_version(self) -> str:
@@ -73,7 +116,7 @@ class ServerTracker:
         The event is on disk (or with a sender) when this returns, so it reaches
         PostHog even if the server then blocks in its loop or exits at once.
         """
-        if in_sender() or not is_tracking_enabled(self.work_dir):
+        if not self._enabled():
             return
         properties: dict[str, Any] = {"transport": transport}
         if host is not None:
@@ -82,14 +125,16 @@ class ServerTracker:
             properties["port"] = port
         properties["tool_count"] = tool_count
         try:
-            with self._lock:
-                identity = self.identity
-                identity.load_or_create()
-                if identity.created:
-                    print_notice()
-                principal = link_principal(identity, self.service)
-                distinct_id = principal or identity.anon_id
-            self._send(SERVER_STARTED, distinct_id, principal is None, properties)
+            # An identity of its own: the lookup may take up to 2 s, and tool calls
+            # made meanwhile on other threads must not wait for it.
+            identity = UsageIdentity(
+                self.work_dir if self._arcade is None else self._arcade_parent()
+            )
+            identity.load_or_create()
+            if identity.created:
+                print_notice()
+            principal = link_principal(identity, self.service)
+            self._send(SERVER_STARTED, principal or identity.anon_id, principal is None, properties)
         except IdentityUnavailableError:
             pass
         except Exception as exc:  # a tracking bug must never fail the server
@@ -97,7 +142,7 @@ class ServerTracker:
 
     def track_tool_call(self, success: bool, failure_reason: str | None = None) -> None:
         """Record one tool call. Never waits on the network or on another process."""
-        if in_sender() or not is_tracking_enabled(self.work_dir):
+        if not self._enabled():
             return
         properties: dict[str, Any] = {"is_execution_success": bool(success)}
         try:
@@ -107,20 +152,67 @@ class ServerTracker:
             with self._lock:
                 identity = self.identity
                 identity.revalidate()
-                principal = identity.get_principal_id(lookup=False)
-                distinct_id = principal or identity.anon_id
-            self._send(TOOL_CALLED, distinct_id, principal is None, properties)
+                data = identity.peek()
+                principal = identity.get_principal_id(lookup=False) if data else None
+            if data is None:
+                data = self._create_now(identity)
+            if data is None:
+                # Another process holds the lock that creating the identity needs:
+                # a thread of ours waits for it, and sends the call then.
+                threading.Thread(
+                    target=self._send_once_created,
+                    args=(TOOL_CALLED, properties, datetime.now(timezone.utc)),
+                    name="arcade-usage-identity",
+                    daemon=True,
+                ).start()
+                return
+            self._send(TOOL_CALLED, principal or data["anon_id"], principal is None, properties)
+        except IdentityUnavailableError:
+            pass
+        except Exception as exc:
+            self._report(exc)
+
+    def _create_now(self, identity: UsageIdentity) -> dict[str, Any] | None:
+        """Create the identity if its lock is free right now; None if another holds it."""
+        from arcade_identity import IdentityBusyError
+
+        try:
+            with self._lock:
+                data = identity.load_or_create(timeout=0)
+        except IdentityBusyError:
+            return None
+        if identity.created:
+            print_notice()
+        return data
+
+    def _send_once_created(
+        self, event: str, properties: dict[str, Any], timestamp: datetime
+    ) -> None:
+        try:
+            with self._creating:
+                identity = UsageIdentity(self._arcade_parent())
+                identity.load_or_create()
+                if identity.created:
+                    print_notice()
+            self._send(event, identity.anon_id, True, properties, timestamp=timestamp)
         except IdentityUnavailableError:
             pass
         except Exception as exc:
             self._report(exc)
 
     def _send(
-        self, event: str, distinct_id: str, is_anon: bool, properties: dict[str, Any]
+        self,
+        event: str,
+        distinct_id: str,
+        is_anon: bool,
+        properties: dict[str, Any],
+        *,
+        timestamp: datetime | None = None,
     ) -> None:
         if self._runtime is None:
             self._runtime = runtime_properties(self.server_version)
-        message = make_message(event, distinct_id, {**properties, **self._runtime}, is_anon=is_anon)
+        properties = {**properties, **self._runtime}
+        message = make_message(event, distinct_id, properties, is_anon=is_anon, timestamp=timestamp)
         self.service.send(message)
 
     def _known_secrets(self) -> list[str | None]:

@@ -24,9 +24,10 @@ from arcade_usage._env import (
     posthog_host,
 )
 from arcade_usage._events import Message, alias_message, make_message
-from arcade_usage._outbox import Outbox
+from arcade_usage._outbox import AT_WORK_GRACE, Outbox
 
 ALIAS_TIMEOUT = 2.0
+MAX_ENVIRONMENT_CHARS = 32 * 1024
 MIN_ALIAS_WAIT = 0.25
 
 # Windows: no console window, not tied to the parent's console or Ctrl+C.
@@ -52,6 +53,7 @@ class UsageService:
         self._host = host
         self._api_key = api_key
         self._work_dir = work_dir
+        self._outbox: Outbox | None = None
 
     @property
     def host(self) -> str:
@@ -63,7 +65,12 @@ class UsageService:
 
     @property
     def outbox(self) -> Outbox:
-        return Outbox(self._work_dir)
+        """The outbox of `work_dir`: one instance when it was given, else the environment's now."""
+        if self._work_dir is None:
+            return Outbox()
+        if self._outbox is None:
+            self._outbox = Outbox(self._work_dir)
+        return self._outbox
 
     def capture(
         self,
@@ -100,7 +107,7 @@ class UsageService:
             return
         try:
             outbox = self.outbox
-            if _taken_care_of(outbox):
+            if _taken_care_of(outbox) or _too_large_for_environment(message):
                 outbox.put(message)
                 if not _taken_care_of(outbox):
                     self._start_sender(outbox, None)
@@ -192,17 +199,26 @@ class UsageService:
             env=env,
             **options,
         )
-        outbox.mark_sender_started(process.pid)
         _thread.start_new_thread(process.wait, ())
+        with contextlib.suppress(OSError):  # unstamped, the next capture starts another
+            outbox.mark_sender_started(process.pid)
 
 
 def _taken_care_of(outbox: Outbox) -> bool:
     """Whether a message filed now will be uploaded without starting a sender for it."""
     return (
-        outbox.uploader_at_work()
+        outbox.uploader_at_work(grace=AT_WORK_GRACE)
         or outbox.sender_started_recently()
         or outbox.backoff_remaining() > 0
     )
+
+
+def _too_large_for_environment(message: Message) -> bool:
+    """Whether `message` is too large to hand over in the environment (Linux: 128 KiB a string).
+
+    Rare (the properties are short); such a message is filed for the sender instead.
+    """
+    return sum(len(str(v)) for v in message["properties"].values()) > MAX_ENVIRONMENT_CHARS
 
 
 def _isolation_flags() -> list[str]:

@@ -157,9 +157,12 @@ def link_principal(identity: UsageIdentity, service: UsageService) -> str | None
     other process is aliasing.
     """
     started = time.monotonic()
+    trusted = identity.get_principal_id(lookup=False)
+    if trusted is not None:
+        return trusted  # linked, with the credentials it was linked with: nothing to do
     principal = identity.get_principal_id()
-    if principal is None or principal == identity.linked_principal_id:
-        return principal
+    if principal is None:
+        return None
     if debug_enabled():
         # Show the alias, but change nothing: it was not sent, so a later (real)
         # run must still find this principal unlinked and send it.
