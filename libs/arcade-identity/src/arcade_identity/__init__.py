@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from arcade_identity.exceptions import (
         ArcadeIdentityError,
         CredentialsError,
+        CredentialsUnreadableError,
         HomeNotFoundError,
         IdentityBusyError,
         IdentityUnavailableError,
@@ -65,6 +66,7 @@ _NAMES = {
     "CREDENTIALS_FILE": "_paths",
     "Credentials": "_credentials",
     "CredentialsError": "exceptions",
+    "CredentialsUnreadableError": "exceptions",
     "DEFAULT_CLOUD_URL": "_paths",
     "DISABLED_FILE": "_paths",
     "HomeNotFoundError": "exceptions",
@@ -100,6 +102,7 @@ __all__ = [
     "ArcadeIdentityError",
     "Credentials",
     "CredentialsError",
+    "CredentialsUnreadableError",
     "HomeNotFoundError",
     "IdentityBusyError",
     "IdentityUnavailableError",

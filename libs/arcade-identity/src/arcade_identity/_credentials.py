@@ -14,7 +14,7 @@ from typing import Any
 
 from arcade_identity._files import NotRegularFileError, read_regular, tighten, write_atomic
 from arcade_identity._paths import CREDENTIALS_FILE, DEFAULT_CLOUD_URL, arcade_dir
-from arcade_identity.exceptions import CredentialsError
+from arcade_identity.exceptions import CredentialsError, CredentialsUnreadableError
 
 MAX_CREDENTIALS_SIZE = 64 * 1024
 """A real credentials file is a few hundred bytes; anything past this is not one, and
@@ -100,7 +100,9 @@ def read_raw_credentials(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_r
     except NotRegularFileError as exc:
         raise CredentialsError(f"{os.fspath(path)} is not a regular file") from exc
     except OSError as exc:
-        raise CredentialsError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+        raise CredentialsUnreadableError(
+            f"cannot read {os.fspath(path)}: {exc.strerror or exc}"
+        ) from exc
     if found is not None and len(found[0]) > MAX_CREDENTIALS_SIZE:
         raise CredentialsError(
             f"{os.fspath(path)} is larger than {MAX_CREDENTIALS_SIZE // 1024} KiB"

@@ -82,7 +82,7 @@ class IdentityStore:
             return None
         except OSError as exc:
             raise IdentityUnavailableError(
-                f"cannot read {self.path}: {exc.strerror or exc}"
+                exc.errno, exc.strerror or str(exc), os.fspath(self.path)
             ) from exc
         if found is None:
             self._seen = None
@@ -135,7 +135,7 @@ class IdentityStore:
             raise
         except OSError as exc:
             raise IdentityUnavailableError(
-                f"cannot update {self.path}: {exc.strerror or exc}"
+                exc.errno, exc.strerror or str(exc), os.fspath(self.path)
             ) from exc
 
 

@@ -13,7 +13,11 @@ class ArcadeIdentityError(Exception):
 
 
 class IdentityUnavailableError(ArcadeIdentityError, OSError):
-    """`usage.json` (or its directory) cannot be read or written at all."""
+    """`usage.json` (or its directory) cannot be read or written at all.
+
+    Raised as `IdentityUnavailableError(errno, reason, path)` where a system call
+    failed, so that `strerror` is the reason and `filename` the path.
+    """
 
 
 class HomeNotFoundError(IdentityUnavailableError):
@@ -29,6 +33,13 @@ class IdentityBusyError(IdentityUnavailableError):
 
 class CredentialsError(ArcadeIdentityError, ValueError):
     """`credentials.yaml` exists but cannot be read, is too large, or has the wrong shape."""
+
+
+class CredentialsUnreadableError(CredentialsError):
+    """`credentials.yaml` exists but the system would not let us read it (permissions, I/O).
+
+    Unlike a damaged file, a new `arcade login` would not help.
+    """
 
 
 class PrincipalLookupError(ArcadeIdentityError):

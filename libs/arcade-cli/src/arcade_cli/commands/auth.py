@@ -11,6 +11,7 @@ from arcade_identity import (
     DEFAULT_CLOUD_URL,
     Credentials,
     CredentialsError,
+    CredentialsUnreadableError,
     InvalidApiKeyError,
     Principal,
     PrincipalLookupError,
@@ -110,11 +111,13 @@ def _current_credentials(*, replacing: bool = False) -> Credentials | None:
     """The saved credentials; a file that cannot be used is an error unless `replacing` it."""
     try:
         return read_credentials()
+    except CredentialsUnreadableError as exc:
+        if replacing:
+            return None
+        raise ArcadeCliError(str(exc)) from exc  # logging in again would not help
     except CredentialsError as exc:
         if replacing:
             return None
-        if isinstance(exc.__cause__, OSError):
-            raise ArcadeCliError(str(exc)) from exc  # logging in again would not help
         raise ArcadeCliError(
             f"{exc} ({credentials_path()}). Run `arcade login` to replace it."
         ) from exc

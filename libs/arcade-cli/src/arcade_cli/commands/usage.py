@@ -55,7 +55,7 @@ def _status() -> dict[str, Any]:
         identity_file = str(identity.path)
         data = identity.load_or_create() if enabled else identity.peek()
     except IdentityUnavailableError as exc:
-        problem = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        problem = exc.strerror or str(exc)
     waiting = 0
     outbox_dir: str | None = None
     try:
