@@ -8,6 +8,8 @@ call is a failure. Then one JSON line on stdout:
 - `senders`: how many `python -m arcade_usage` processes this process started,
   counted by an audit hook on `subprocess.Popen` (exact, and blind to nothing:
   every process start in Python raises that event before it happens);
+- `sender_starts`: when each was started, in seconds from the first call
+  (negative: for the start);
 - `traffic_s`: seconds from the first call to the last one's return.
 
 and ENDING: `exit` (a normal exit), `os_exit` (`os._exit(0)`, nothing else runs)
@@ -26,13 +28,12 @@ from typing import Any
 
 from arcade_usage import ServerTracker
 
-started_senders = 0
+sender_starts: list[float] = []
 
 
 def count_senders(event: str, args: tuple[Any, ...]) -> None:
-    global started_senders
     if event == "subprocess.Popen" and "arcade_usage" in list(args[1] or ()):
-        started_senders += 1
+        sender_starts.append(time.monotonic())
 
 
 def main() -> None:
@@ -67,7 +68,12 @@ def main() -> None:
     for worker in workers:
         worker.join()
     traffic = time.monotonic() - first
-    sys.stdout.write(json.dumps({"senders": started_senders, "traffic_s": traffic}) + "\n")
+    report = {
+        "senders": len(sender_starts),
+        "sender_starts": [t - first for t in sender_starts],
+        "traffic_s": traffic,
+    }
+    sys.stdout.write(json.dumps(report) + "\n")
     sys.stdout.flush()
     if ending == "kill":
         os.kill(os.getpid(), signal.SIGKILL)

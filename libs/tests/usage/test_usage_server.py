@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import subprocess
@@ -109,6 +110,28 @@ def test_a_burst_is_delivered_once_by_few_senders_and_requests(
     )
     assert posthog.gzipped_requests == posthog.requests
     assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.usefixtures("identity_made")
+@pytest.mark.parametrize("threads", [1, 8])
+def test_traffic_outliving_an_uploader_starts_one_sender_at_a_time(
+    posthog: FakePostHog, work_dir: Path, threads: int
+) -> None:
+    """Seven seconds at 100 calls/s: uploaders hand over (each lives a few seconds at most).
+
+    At each hand-over the threads that find nobody at work must not all start a
+    sender: at most one start per outbox per second, whatever the rate.
+    """
+    calls = 700
+    report = _run_driver(calls, threads, threads / 100, "exit")
+
+    events = _delivered(posthog, work_dir, calls + 1)
+    _check_server_events(events, calls)
+    starts = sorted(report["sender_starts"])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(starts) >= 2, report  # an uploader was replaced at least once
+    assert min(gaps) > 0.5, [round(t, 3) for t in starts]
+    assert posthog.requests <= math.ceil(report["traffic_s"]) + 4, posthog.requests
 
 
 @pytest.mark.usefixtures("identity_made")
