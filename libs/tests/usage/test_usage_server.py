@@ -422,6 +422,38 @@ def test_a_first_call_does_not_wait_for_another_process_holding_the_identity_loc
         release()
         call.join(timeout=10)
     assert returned, "the tool call waited for another process's lock"
+    # Not dropped for the wait it did not do: it goes out once the identity exists.
+    [event] = _delivered(posthog, work_dir, 1)
+    assert event["event"] == CALLED
+
+
+FIRST_CALL_THEN_EXIT = """
+import os
+from arcade_usage import ServerTracker
+ServerTracker(server_version="1.2.3").track_tool_call(success=True)
+os._exit(0)
+"""
+
+
+def test_a_first_call_survives_an_exit_while_another_process_holds_the_identity_lock(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    """Once track_tool_call has returned, the call survives the process, whatever it waited for."""
+    with locks_held(arcade_dir) as release:
+        result = subprocess.run(
+            [sys.executable, "-c", FIRST_CALL_THEN_EXIT],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        release()
+    assert (result.returncode, result.stdout) == (0, b"")
+    later = subprocess.run(
+        [sys.executable, "-m", "arcade_usage"], capture_output=True, timeout=30, check=False
+    )
+    assert later.returncode == 0
+    [event] = _delivered(posthog, work_dir, 1)
+    assert event["event"] == CALLED
 
 
 # -- consent changed by another process ----------------------------------------------------
