@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import uuid
@@ -219,3 +221,37 @@ def test_debug_shows_the_alias_but_leaves_it_for_a_real_run(
     assert posthog.aliases() == [(anon, "prn_debug")]
     assert posthog.command_events()[0]["distinct_id"] == "prn_debug"
     assert posthog.same_person(anon, "prn_debug")
+
+
+@pytest.mark.parametrize("state", ["anonymous", "logged in"])
+def test_the_notice_is_true_whoever_the_user_is(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, state: str
+) -> None:
+    """The whole notice, the same for a logged-in user's first command as for anyone's."""
+    if state == "logged in":
+        key = f"key-{uuid.uuid4().hex}"
+        cloud.add_account(key, "prn_notice", "notice@example.com")
+        save_credentials(Credentials(key, "notice@example.com"))
+    tracker = CommandTracker(cli_version="9.9.9", cli_name="othertool")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        tracker.track_command_execution("sync", True)
+    assert stderr.getvalue() == (
+        "Arcade tools collect usage data to improve them: the name of the command or tool,"
+        " whether\n"
+        "it succeeded, how long it took, the error if any, and the versions of the tool,"
+        " Python and\n"
+        "your OS. Never your API key, files or arguments. Events are linked to your Arcade"
+        " account\n"
+        "while you are logged in, and anonymous otherwise.\n"
+        "Opt out with ARCADE_USAGE_TRACKING=0 (or DO_NOT_TRACK=1), or run"
+        " `arcade usage disable`.\n"
+    )
+    [event] = wait_until(posthog.command_events)
+    expected = (
+        "prn_notice"
+        if state == "logged in"
+        else json.loads((work_dir / ".arcade" / "usage.json").read_bytes())["anon_id"]
+    )
+    assert event["distinct_id"] == expected
+    assert event["properties"]["cli_name"] == "othertool"

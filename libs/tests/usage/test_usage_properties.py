@@ -109,3 +109,44 @@ def test_failed_event_never_has_an_empty_error(
     sent = wait_until(posthog.command_events)[0]["properties"]["error_message"]
     assert isinstance(sent, str)
     assert sent.strip()
+
+
+def test_cli_name_says_which_tool_sent_the_event(posthog: FakePostHog) -> None:
+    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
+    CommandTracker(cli_version="0.4.0", cli_name="arcade-deploy").track_command_execution(
+        "push", True
+    )
+    events = _by_command(posthog, 2)
+    assert events["usage.status"]["properties"]["cli_name"] == "arcade"
+    assert events["push"]["properties"]["cli_name"] == "arcade-deploy"
+    assert events["push"]["properties"]["cli_version"] == "0.4.0"
+
+
+def test_track_times_a_block_and_records_how_it_ended(posthog: FakePostHog) -> None:
+    """`with tracker.track(name):` for any CLI: success, an exception (raised again), exits."""
+    tracker = CommandTracker(cli_version="9.9.9", cli_name="argparse-tool")
+    with tracker.track("ok"):
+        pass
+    with pytest.raises(ValueError, match="bad input"), tracker.track("raises"):
+        raise ValueError("bad input for alice@example.com")
+    with pytest.raises(SystemExit), tracker.track("exits-zero"):
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), tracker.track("exits-two"):
+        raise SystemExit(2)
+    with pytest.raises(KeyboardInterrupt), tracker.track("interrupted"):
+        raise KeyboardInterrupt
+
+    events = _by_command(posthog, 5)
+    assert {name: e["event"] for name, e in events.items()} == {
+        "ok": SUCCEEDED,
+        "raises": FAILED,
+        "exits-zero": SUCCEEDED,
+        "exits-two": FAILED,
+        "interrupted": FAILED,
+    }
+    assert events["raises"]["properties"]["error_message"] == "ValueError: bad input for <email>"
+    assert events["exits-two"]["properties"]["error_message"] == "exit code 2"
+    assert events["interrupted"]["properties"]["error_message"] == "Aborted!"
+    for event in events.values():
+        assert event["properties"]["cli_name"] == "argparse-tool"
+        assert event["properties"]["duration"] >= 0.0
