@@ -221,10 +221,13 @@ def _alias_extra(s: Samples, side: str) -> Cell | None:
 
 
 def _alias_order(s: Samples, side: str) -> Cell | None:
-    flags = s.get("hanging", side).get("alias_in_order")
+    got = s.get("hanging", side)
+    flags = got.get("alias_in_order")
     if not flags:
         return None
-    return sum(flags) / len(flags), f"{sum(flags)}/{len(flags)} yes"
+    after = got.get("alias_commands")
+    commands = f" (after {', '.join(map(str, after))} commands)" if after else ""
+    return sum(flags) / len(flags), f"{sum(flags)}/{len(flags)} yes{commands}"
 
 
 def _senders(s: Samples, side: str) -> list[dict[str, Any]]:
@@ -340,7 +343,7 @@ CLI = Table(
             Target(2.0, secs),
         ),
         Figure(
-            "  then PostHog back: alias delivered once, before the first event as the principal",
+            "  then PostHog back, commands until an event arrives: alias once, before it",
             _alias_order,
             Target(1.0, pct, op=">="),
         ),

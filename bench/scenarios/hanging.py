@@ -4,24 +4,28 @@ during the lazy alias.
 Cloud hanging: credentials, no linked principal; the first command pays the
 lookup's budget once, the following ones run against a remembered failure and
 are paired with a baseline run right after each. PostHog hanging: the aliasing
-command's wall and its sender's lifetime; then PostHog comes back and one more
-command shows whether the alias arrives once, before the first event sent as
-the principal.
+command's wall and its sender's lifetime; then PostHog comes back and commands
+run (one every half second, until an event as the principal arrives: a back-off
+may hold the first ones) show whether the alias arrives once, before the first
+event sent as the principal.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from _lab import Lab, orphan_record, rotated, servers, urls
-from _sides import PRINCIPAL, Side
+from _sides import PRINCIPAL, Servers, Side
 from servers import FakePostHog
 
 
 def measure(lab: Lab, sides: list[Side]) -> dict[str, dict[str, Any]]:
     """Per side: `hang_first`, `hang_baseline`, `hang_follow`, `hang_pairs` (follow / the
     baseline right after it), `hang_lookups`, `hang_homes`; `alias_walls`,
-    `alias_in_order` (bools), `alias_senders` (the senders left while PostHog hung)."""
+    `alias_in_order` (bools), `alias_senders` (the senders left while PostHog hung),
+    `alias_commands` (commands run after PostHog came back until it had an event)."""
     hang_reps = {"ours": 1 if lab.quick else 2}
     hang_follow = 3 if lab.quick else 12
     alias_reps = 1 if lab.quick else 2
@@ -36,6 +40,7 @@ def measure(lab: Lab, sides: list[Side]) -> dict[str, dict[str, Any]]:
             "alias_walls": [],
             "alias_in_order": [],
             "alias_senders": [],
+            "alias_commands": [],
         }
         for side in sides
     }
@@ -70,9 +75,29 @@ def measure(lab: Lab, sides: list[Side]) -> dict[str, dict[str, Any]]:
                 out["alias_walls"].append(result.wall)
                 out["alias_senders"] += [orphan_record(s) for s in hung]
                 posthog.mode = "ok"
-                lab.settled(side, home, srv, side.tracked)
+                out["alias_commands"].append(_until_delivered(lab, side, home, srv, posthog))
                 out["alias_in_order"].append(alias_first(posthog))
     return samples
+
+
+def _until_delivered(lab: Lab, side: Side, home: Path, srv: Servers, posthog: FakePostHog) -> int:
+    """Commands, one every half second, until an event as the principal arrives (20 s at most).
+
+    A tracker that backs off after a failed upload (ours, by design) files the next
+    command's event and sends it once the back-off has passed, not at once.
+    """
+    deadline = time.monotonic() + 20.0
+    commands = 0
+    while True:
+        lab.settled(side, home, srv, side.tracked)
+        commands += 1
+        arrived = any(
+            m["distinct_id"] == PRINCIPAL and m["event"] != "$create_alias"
+            for m in posthog.events()
+        )
+        if arrived or time.monotonic() > deadline:
+            return commands
+        time.sleep(0.5)
 
 
 def alias_first(posthog: FakePostHog) -> bool:

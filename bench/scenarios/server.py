@@ -33,8 +33,11 @@ DRIVER = (Path(__file__).resolve().parent.parent / "_server_driver.py").read_tex
 
 def delivered(posthog: FakePostHog) -> tuple[int, int]:
     """(distinct events delivered, duplicates) among the server's events, by uuid."""
-    keys = [m.get("uuid") or json.dumps(m, sort_keys=True) for m in posthog.events()]
-    keys = [k for k, m in zip(keys, posthog.events(), strict=True) if m["event"] in EVENTS]
+    keys = [
+        m.get("uuid") or json.dumps(m, sort_keys=True)
+        for m in posthog.events()
+        if m["event"] in EVENTS
+    ]
     return len(set(keys)), len(keys) - len(set(keys))
 
 
