@@ -1,9 +1,10 @@
 """A long-lived process that tracks a server start and many tool calls, for the usage tests.
 
 Run as `python tracking_process.py CALLS THREADS PAUSE ENDING`: the start, then
-CALLS tool calls shared among THREADS threads released together, each thread
-pausing PAUSE seconds between its calls (0: as fast as it can). Every tenth
-call is a failure. Then one JSON line on stdout:
+CALLS tool calls shared among THREADS threads released together. With a PAUSE
+(seconds), the threads make their calls in rounds, together, pausing between
+rounds; with 0, each thread calls as fast as it can. Every tenth call is a
+failure. Then one JSON line on stdout:
 
 - `senders`: how many `python -m arcade_usage` processes this process started,
   counted by an audit hook on `subprocess.Popen` (exact, and blind to nothing:
@@ -47,11 +48,15 @@ def main() -> None:
     tracker = ServerTracker(server_version="1.2.3")
     tracker.track_server_start(transport="stdio", tool_count=3)
 
+    if pause and calls % threads:
+        sys.exit("paced calls must be shared evenly among the threads")
     barrier = threading.Barrier(threads)
 
     def work(share: range) -> None:
         barrier.wait()
         for i in share:
+            if pause:
+                barrier.wait()  # the threads' calls of a round come together, as requests do
             if i % 10 == 9:
                 tracker.track_tool_call(success=False, failure_reason=f"call {i} failed")
             else:

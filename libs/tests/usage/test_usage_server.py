@@ -113,16 +113,16 @@ def test_a_burst_is_delivered_once_by_few_senders_and_requests(
 
 
 @pytest.mark.usefixtures("identity_made")
-@pytest.mark.parametrize("threads", [1, 8])
+@pytest.mark.parametrize(("threads", "calls"), [(1, 700), (8, 704)])
 def test_traffic_outliving_an_uploader_starts_one_sender_at_a_time(
-    posthog: FakePostHog, work_dir: Path, threads: int
+    posthog: FakePostHog, work_dir: Path, threads: int, calls: int
 ) -> None:
     """Seven seconds at 100 calls/s: uploaders hand over (each lives a few seconds at most).
 
-    At each hand-over the threads that find nobody at work must not all start a
-    sender: at most one start per outbox per second, whatever the rate.
+    At each hand-over the threads that find nobody at work (8 calls at once, as
+    concurrent requests come) must not all start a sender: at most one start per
+    outbox per second, whatever the rate.
     """
-    calls = 700
     report = _run_driver(calls, threads, threads / 100, "exit")
 
     events = _delivered(posthog, work_dir, calls + 1)
