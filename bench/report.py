@@ -46,7 +46,8 @@ def render_table(table: Table, samples: Samples, present: set[str]) -> tuple[lis
             )
             reference = reference_cell[0] if reference_cell is not None else None
             target_text = figure.target.text(reference)
-            met = figure.target.met(judged[0], reference) if judged is not None else False
+            # Nothing measured (a scenario not run): n/a, not a miss.
+            met = figure.target.met(judged[0], reference) if judged is not None else None
             result = {True: "PASS", False: "FAIL", None: "n/a"}[met]
             missed += met is False
             if judged is not None and reference_side is not None:
