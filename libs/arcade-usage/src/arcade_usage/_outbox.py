@@ -102,6 +102,8 @@ class Outbox:
         self._seq: tuple[int, int] | None = None  # (pid, fd) of `.seq`, kept open
         self._seq_lock = _thread.allocate_lock()
         self._at_work_seen = -AT_WORK_GRACE  # monotonic time the lease was last seen
+        self.starting = _thread.allocate_lock()
+        """Held by the thread of this process that is starting a sender."""
 
     def __repr__(self) -> str:
         return f"Outbox({self.directory!r})"
@@ -322,6 +324,12 @@ class Outbox:
 
     def mark_sender_started(self, pid: int) -> None:
         self._stamp(_SPAWNED, pid)
+
+    def clear_sender_started(self) -> None:
+        try:  # noqa: SIM105 - no contextlib on the hand-over path
+            os.unlink(os.path.join(self.directory, _SPAWNED))
+        except OSError:
+            pass
 
     def _fresh(self, name: str, seconds: float) -> bool:
         """Whether `name` was stamped less than `seconds` ago."""

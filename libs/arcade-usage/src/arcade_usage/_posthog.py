@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 SEND_TIMEOUT = 5.0
 """Seconds for one request (connect and read), in the detached sender."""
-BATCH_SIZE = 100
+BATCH_SIZE = 500
 REQUEST_INTERVAL = 1.0
 """While events keep coming, one request per this many seconds, not one per event."""
 LINGER_SECONDS = 1.0

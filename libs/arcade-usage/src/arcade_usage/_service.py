@@ -107,14 +107,30 @@ class UsageService:
             return
         try:
             outbox = self.outbox
-            if _taken_care_of(outbox) or _too_large_for_environment(message):
-                outbox.put(message)
-                if not _taken_care_of(outbox):
-                    self._start_sender(outbox, None)
-            else:
-                self._start_sender(outbox, message)
+            if not _too_large_for_environment(message) and self._start_sender_if_needed(
+                outbox, message
+            ):
+                return
+            outbox.put(message)
+            self._start_sender_if_needed(outbox, None)
         except OSError:
             pass  # nowhere to keep it: analytics never break the caller
+
+    def _start_sender_if_needed(self, outbox: Outbox, message: Message | None) -> bool:
+        """Start a sender (with `message`) unless one is at work or on its way; True if started.
+
+        One thread of this process starts it while the others file their messages
+        for it; other processes see the start stamp, written before the sender is.
+        """
+        if _taken_care_of(outbox) or not outbox.starting.acquire(blocking=False):
+            return False
+        try:
+            if _taken_care_of(outbox):
+                return False
+            self._start_sender(outbox, message)
+            return True
+        finally:
+            outbox.starting.release()
 
     def alias(self, previous_id: str, distinct_id: str, *, timeout: float = ALIAS_TIMEOUT) -> bool:
         """Tell PostHog that `previous_id` and `distinct_id` are one person; wait `timeout` at most.
@@ -169,6 +185,9 @@ class UsageService:
             if message is not None:
                 outbox.put(message)
             return
+        # Claimed before the sender exists (with our pid), for the other processes.
+        with contextlib.suppress(OSError):  # unstamped, a capture may start another
+            outbox.mark_sender_started(os.getpid())
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONINSPECT")}
         env.update(
             {
@@ -189,18 +208,24 @@ class UsageService:
             options["creationflags"] = _WINDOWS_FLAGS
         else:
             options["start_new_session"] = True
-        process = subprocess.Popen(
-            [sys.executable, *_isolation_flags(), "-m", "arcade_usage"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            cwd=os.path.dirname(outbox.directory),
-            env=env,
-            **options,
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, *_isolation_flags(), "-m", "arcade_usage"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                cwd=os.path.dirname(outbox.directory),
+                env=env,
+                **options,
+            )
+        except OSError:  # no process to be had (limits, E2BIG): the event waits on disk
+            outbox.clear_sender_started()
+            if message is not None:
+                outbox.put(message)
+            return
         _thread.start_new_thread(process.wait, ())
-        with contextlib.suppress(OSError):  # unstamped, the next capture starts another
+        with contextlib.suppress(OSError):
             outbox.mark_sender_started(process.pid)
 
 
