@@ -1,0 +1,418 @@
+"""Twelve real `arcade` processes started at once make each identity transition once.
+
+A user's shell, a script or several terminals can run `arcade` at the same
+moment just after a login, an account switch or during a logout. Each test
+here runs ROUNDS rounds; each round gets its own `.arcade` and its own
+FakePostHog, prepares the machine with the real CLI (or a credentials file
+written by hand, as another tool would), releases PROCESSES `arcade` processes
+together (cli/starting_gate.py), waits until every sender they started has
+exited, and then counts what PostHog received. The figures of every round are
+printed at the end of each test (`pytest -s` shows them).
+
+Only one race runs at a time on the machine (a lock shared by the xdist
+workers): twenty-four processes on two cores can starve each other past the
+2 s budget of the principal lookup, which then fails for the whole round by
+design (anonymous events, the failure remembered for five minutes). The
+link test still tells such a round apart and checks what must hold in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+from arcade_identity import Credentials, save_credentials
+from cli.accounts import Account
+from cli.starting_gate import Finished, run_together
+from helpers import run_arcade, sender_pids, wait_until
+from servers import FakeCloud, FakePostHog
+
+PROCESSES = 12
+ROUNDS = 4
+NO_LOOKUP_IN_TIME = (
+    "in every round, every principal lookup ran out of its 2 s budget (the machine is too "
+    "busy for twelve at once): nothing about the transition was shown"
+)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Machine:
+    """One round's `ARCADE_WORK_DIR`, the PostHog its events go to, and the environment."""
+
+    work_dir: Path
+    posthog: FakePostHog
+    env: dict[str, str]
+    race_lock: Path
+
+    @property
+    def arcade_dir(self) -> Path:
+        return self.work_dir / ".arcade"
+
+    def arcade(self, *args: str) -> None:
+        """Run one `arcade` command to prepare the round; it must succeed."""
+        result = run_arcade(*args, env=self.env)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+
+    def race(self, *args: str, env: dict[str, str] | None = None) -> list[Finished]:
+        """`arcade ARGS` PROCESSES times, released together (no other race meanwhile)."""
+        with FileLock(self.race_lock):
+            results: list[Finished] = run_together([args] * PROCESSES, {**self.env, **(env or {})})
+        return results
+
+    def settle(self) -> None:
+        """Wait until every sender working for this round has exited: PostHog has it all."""
+        wait_until(lambda: not sender_pids(self.work_dir), timeout=15)
+
+    def on_disk(self) -> tuple[str, str | None]:
+        data = json.loads((self.arcade_dir / "usage.json").read_text())
+        return data["anon_id"], data["linked_principal_id"]
+
+    def lookup_failed(self) -> bool:
+        """Whether a principal lookup failed (and is remembered) in this round."""
+        return (self.arcade_dir / "principal_lookup.json").exists()
+
+    def events_of(self, command_name: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.posthog.command_events()
+            if m["properties"]["command_name"] == command_name
+        ]
+
+    def seen(self) -> str:
+        """What PostHog received and what the round left on disk, for a failure's message."""
+        got = [(msg["event"], msg["distinct_id"]) for msg in self.posthog.events()]
+        outbox = self.arcade_dir / "usage_outbox"
+        waiting = sorted(p.name for p in outbox.iterdir()) if outbox.is_dir() else []
+        return (
+            f"PostHog got {got}; usage.json {self.on_disk()}; "
+            f"lookup failed: {self.lookup_failed()}; outbox holds {waiting}"
+        )
+
+    def log_in_by_hand(self, account: Account) -> None:
+        """Credentials written as another tool would, without `arcade login`."""
+        save_credentials(Credentials(account.key, account.email), self.work_dir)
+
+
+Machines = Callable[[str], AbstractContextManager[Machine]]
+
+
+@pytest.fixture
+def machines(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Machines:
+    """Makes a fresh `.arcade` and FakePostHog per round; no sender of one is left running."""
+    race_lock = tmp_path_factory.getbasetemp().parent / "arcade-cli-races.lock"
+
+    @contextmanager
+    def machine(name: str) -> Iterator[Machine]:
+        work_dir = tmp_path / name
+        work_dir.mkdir()
+        posthog = FakePostHog()
+        posthog.start()
+        env = {
+            **os.environ,
+            "ARCADE_WORK_DIR": str(work_dir),
+            "ARCADE_USAGE_POSTHOG_HOST": posthog.url,
+        }
+        try:
+            yield Machine(work_dir, posthog, env, race_lock)
+        finally:
+            try:
+                wait_until(lambda: not sender_pids(work_dir), timeout=15)
+            finally:
+                posthog.stop()
+
+    return machine
+
+
+def assert_quiet_successes(results: list[Finished]) -> None:
+    """Every process exited 0 and wrote nothing on stderr (the notice was spent already)."""
+    assert [(r.returncode, r.stderr) for r in results] == [(0, "")] * len(results), results
+
+
+def assert_delivered_once(events: list[dict[str, Any]]) -> None:
+    """PROCESSES events, none of them twice."""
+    assert len(events) == PROCESSES, events
+    assert len({e["uuid"] for e in events}) == PROCESSES
+
+
+def anonymous_flags_right(events: list[dict[str, Any]], anonymous_ids: set[str]) -> bool:
+    """`$process_person_profile: false` on exactly the events sent as an anonymous id."""
+    return all(
+        (e["properties"].get("$process_person_profile") is False)
+        == (e["distinct_id"] in anonymous_ids)
+        for e in events
+    )
+
+
+def report(name: str, rounds: list[dict[str, int]]) -> None:
+    totals: Counter[str] = Counter()
+    for figures in rounds:
+        totals.update(figures)
+    print(f"\n{name}: {len(rounds)} rounds × {PROCESSES} processes: {dict(totals)}")
+    for number, figures in enumerate(rounds):
+        print(f"  round {number}: {figures}")
+
+
+def test_commands_finding_a_hand_written_login_together_alias_once(
+    machines: Machines, account_a: Account
+) -> None:
+    rounds = []
+    principal = account_a.principal
+    for round_no in range(ROUNDS):
+        with machines(f"link-{round_no}") as m:
+            m.arcade("usage", "status")  # the machine's anonymous history
+            wait_until(lambda: m.events_of("usage.status"))
+            anon, _ = m.on_disk()
+            m.log_in_by_hand(account_a)
+
+            results = m.race("usage", "status")
+
+            assert_quiet_successes(results)
+            for result in results:
+                assert f"Anonymous id:     {anon}\n" in result.stdout
+            m.settle()
+            events = m.events_of("usage.status")[1:]
+            assert_delivered_once(events)
+            senders = Counter(e["distinct_id"] for e in events)
+            assert set(senders) <= {anon, principal}, (round_no, m.seen())
+            assert anonymous_flags_right(events, {anon})
+            if m.posthog.aliases() == [] and m.lookup_failed():
+                # No process had its answer from Arcade Cloud within the budget: the
+                # round stays anonymous, and the next command after five minutes links.
+                assert m.on_disk() == (anon, None), m.seen()
+                assert senders == {anon: PROCESSES}
+            else:
+                assert m.posthog.aliases() == [(anon, principal)], (round_no, m.seen())
+                assert m.on_disk() == (anon, principal)
+                # Nothing went out as the principal before the alias, so PostHog merged
+                # the anonymous history into the account instead of refusing.
+                messages = m.posthog.events()
+                alias_at = [msg["event"] for msg in messages].index("$create_alias")
+                assert all(
+                    at > alias_at
+                    for at, msg in enumerate(messages)
+                    if msg["distinct_id"] == principal
+                ), m.seen()
+                assert m.posthog.refused_aliases == []
+                assert m.posthog.same_person(anon, principal)
+            rounds.append(
+                {
+                    "aliases": len(m.posthog.aliases()),
+                    "events": len(events),
+                    "as principal": senders[principal],
+                    "anonymous": senders[anon],
+                    "lookup budget ran out": int(m.lookup_failed()),
+                }
+            )
+    report("hand-written login", rounds)
+    assert any(figures["aliases"] for figures in rounds), NO_LOOKUP_IN_TIME
+
+
+@pytest.mark.xfail(
+    reason="product bug (issue 11 report): a process that cannot finish the switch within "
+    "its 2 s budget (lock busy, or lookup out of time) sends as A's old anon_id; "
+    "drop this marker with the fix",
+    strict=False,
+)
+def test_commands_seeing_an_account_switch_together_rotate_once(
+    machines: Machines, account_a: Account, account_b: Account
+) -> None:
+    rounds = []
+    a, b = account_a.principal, account_b.principal
+    for round_no in range(ROUNDS):
+        with machines(f"switch-{round_no}") as m:
+            m.arcade("login", "--api-key", account_a.key)
+            wait_until(lambda: m.events_of("login"))
+            anon_a, linked = m.on_disk()
+            assert linked == a
+            m.log_in_by_hand(account_b)  # B's key replaces A's
+
+            results = m.race("usage", "status")
+
+            assert_quiet_successes(results)
+            m.settle()
+            anon_now, linked = m.on_disk()
+            events = m.events_of("usage.status")
+            assert_delivered_once(events)
+            senders = Counter(e["distinct_id"] for e in events)
+            switched = linked == b
+            # At most one rotation, and only together with B's link; one alias, from
+            # the new anonymous id onto B; A's anon_id is never aliased onto B.
+            assert (anon_now != anon_a) == switched, m.seen()
+            assert linked in (a, b)
+            new_aliases = m.posthog.aliases()[1:]
+            assert new_aliases == ([(anon_now, b)] if switched else []), (round_no, m.seen())
+            assert set(senders) <= {b, anon_now, anon_a}, (round_no, m.seen())
+            assert anonymous_flags_right(events, {anon_now, anon_a})
+            assert m.posthog.refused_aliases == []
+            assert not m.posthog.same_person(a, b)
+            rounds.append(
+                {
+                    "switched": int(switched),
+                    "aliases": len(new_aliases),
+                    "rotations": int(anon_now != anon_a),
+                    "as principal B": senders[b],
+                    "as the new anon_id": senders[anon_now] if switched else 0,
+                    "as A's anon_id": senders[anon_a],
+                    "lookup budget ran out": int(m.lookup_failed()),
+                }
+            )
+    report("account switch", rounds)
+    assert any(figures["switched"] for figures in rounds), NO_LOOKUP_IN_TIME
+    # Every event is B's or the new anonymous id's: none is sent as A's old
+    # anonymous id, which PostHog files under A.
+    assert [figures["as A's anon_id"] for figures in rounds] == [0] * ROUNDS
+
+
+HOLD_LOCK = """\
+import sys
+from filelock import FileLock
+with FileLock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@contextmanager
+def lock_held(path: Path) -> Iterator[None]:
+    """Another process holds the `filelock` at `path` for the block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.communicate(timeout=10)  # closes its stdin: it lets go and exits
+
+
+@pytest.mark.xfail(
+    reason="product bug (issue 11 report): a switch that cannot be made within the budget "
+    "sends B's event as A's old anon_id; drop this marker with the fix",
+    strict=True,
+)
+@pytest.mark.parametrize("obstacle", ["identity lock held", "Arcade Cloud down"])
+def test_a_switch_that_cannot_be_made_in_time_never_files_b_under_a(
+    obstacle: str,
+    machines: Machines,
+    cloud: FakeCloud,
+    account_a: Account,
+    account_b: Account,
+) -> None:
+    """One command after B's key replaced A's, with the switch out of reach for 2 s."""
+    with machines("switch-blocked") as m:
+        m.arcade("login", "--api-key", account_a.key)
+        wait_until(lambda: m.events_of("login"))
+        anon_a, _ = m.on_disk()
+        m.log_in_by_hand(account_b)
+        with contextlib.ExitStack() as stack:
+            if obstacle == "Arcade Cloud down":
+                cloud.mode = "error"
+            else:
+                stack.enter_context(lock_held(m.arcade_dir / "usage.json.lock"))
+            m.arcade("usage", "status")
+        event = wait_until(lambda: m.events_of("usage.status"))[0]
+        m.settle()
+        assert m.on_disk() == (anon_a, account_a.principal)  # nothing switched
+        assert event["distinct_id"] != anon_a, m.seen()
+        assert not m.posthog.same_person(event["distinct_id"], account_a.principal)
+
+
+def test_logouts_run_together_rotate_once_and_send_one_logout_as_the_account(
+    machines: Machines, account_a: Account
+) -> None:
+    rounds = []
+    for round_no in range(ROUNDS):
+        with machines(f"logout-{round_no}") as m:
+            m.arcade("login", "--api-key", account_a.key)
+            wait_until(lambda: m.events_of("login"))
+            anon_a, _ = m.on_disk()
+
+            results = m.race("logout")
+
+            assert_quiet_successes(results)
+            assert sorted(r.stdout for r in results) == ["Logged out.\n"] + ["Not logged in.\n"] * (
+                PROCESSES - 1
+            )
+            assert not (m.arcade_dir / "credentials.yaml").exists()
+            m.settle()
+            anon_new, linked = m.on_disk()
+            assert linked is None
+            assert anon_new != anon_a
+            events = m.events_of("logout")
+            assert_delivered_once(events)
+            senders = Counter(e["distinct_id"] for e in events)
+            # One logout belongs to the account; the others found the identity already
+            # rotated, and are anonymous logouts from the one new anonymous id.
+            assert senders == {account_a.principal: 1, anon_new: PROCESSES - 1}, (
+                round_no,
+                m.seen(),
+            )
+            assert anonymous_flags_right(events, {anon_new})
+            assert m.posthog.aliases() == [(anon_a, account_a.principal)]
+            assert not m.posthog.same_person(anon_new, account_a.principal)
+            rounds.append(
+                {
+                    "rotations": len(set(senders) - {account_a.principal}),
+                    "logouts as principal": senders[account_a.principal],
+                    "anonymous logouts": senders[anon_new],
+                }
+            )
+    report("logout", rounds)
+
+
+@pytest.mark.xfail(
+    reason="product bug (issue 11 report): the credentials are removed outside the lock "
+    "and end_session runs afterwards, so any of the logouts may win the rotation; "
+    "drop this marker with the fix",
+    strict=False,
+)
+def test_the_logout_sent_as_the_account_is_the_one_that_logged_out(
+    machines: Machines, account_a: Account
+) -> None:
+    """Of twelve logouts, the one that printed "Logged out." is the account's logout.
+
+    With ARCADE_USAGE_DEBUG each process prints its own event on stderr, so the
+    event can be matched with what that same process told its user.
+    """
+    matched = []
+    for round_no in range(ROUNDS):
+        with machines(f"logout-debug-{round_no}") as m:
+            m.arcade("login", "--api-key", account_a.key)
+            anon_a, _ = m.on_disk()
+
+            results = m.race("logout", env={"ARCADE_USAGE_DEBUG": "1"})
+
+            told: list[tuple[str, str]] = []  # (what it printed, whom its event was from)
+            for result in results:
+                assert result.returncode == 0, result
+                event = json.loads(result.stderr)
+                assert event["properties"]["command_name"] == "logout"
+                told.append((result.stdout, event["distinct_id"]))
+            anon_new, linked = m.on_disk()
+            assert (linked, anon_new != anon_a) == (None, True)
+            assert sorted(sender for _, sender in told) == sorted(
+                [account_a.principal] + [anon_new] * (PROCESSES - 1)
+            ), (round_no, told)
+            logged_out = [sender for printed, sender in told if printed == "Logged out.\n"]
+            assert len(logged_out) == 1, told
+            matched.append(logged_out == [account_a.principal])
+    print(f"\nlogout as the account from the run that printed 'Logged out.': {matched}")
+    assert matched == [True] * ROUNDS
