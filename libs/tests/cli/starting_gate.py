@@ -85,10 +85,12 @@ def run_together(
             results.append(Finished(proc.returncode, stdout, stderr))
         return results
     finally:
-        _close(child_ends + our_ends)
+        # Killed before the gate is closed, so a launcher never goes on after a failure.
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+        _close(child_ends + our_ends)
+        for proc in procs:
             proc.communicate()
 
 
