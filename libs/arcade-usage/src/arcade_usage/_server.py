@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 import threading
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +29,7 @@ from arcade_usage._events import (
 )
 from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
-from arcade_usage._tracker import known_secrets, link_principal
+from arcade_usage._tracker import event_sender, known_secrets, link_principal
 
 SERVER_DISTRIBUTION = "arcade-mcp-server"
 
@@ -133,8 +134,8 @@ class ServerTracker:
             identity.load_or_create()
             if identity.created:
                 print_notice()
-            principal = link_principal(identity, self.service)
-            self._send(SERVER_STARTED, principal or identity.anon_id, principal is None, properties)
+            distinct_id, is_anon = event_sender(identity, link_principal(identity, self.service))
+            self._send(SERVER_STARTED, distinct_id, is_anon, properties)
         except IdentityUnavailableError:
             pass
         except Exception as exc:  # a tracking bug must never fail the server
@@ -166,7 +167,12 @@ class ServerTracker:
                     daemon=True,
                 ).start()
                 return
-            self._send(TOOL_CALLED, principal or data["anon_id"], principal is None, properties)
+            if principal is None and data.get("linked_principal_id"):
+                # Linked to an account the credentials no longer show: not its anon_id.
+                distinct_id = str(uuid.uuid4())
+            else:
+                distinct_id = principal or str(data["anon_id"])
+            self._send(TOOL_CALLED, distinct_id, principal is None, properties)
         except IdentityUnavailableError:
             pass
         except Exception as exc:

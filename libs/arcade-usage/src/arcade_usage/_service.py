@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,9 @@ from arcade_usage._events import Message, alias_message, make_message
 from arcade_usage._outbox import AT_WORK_GRACE, Outbox
 
 ALIAS_TIMEOUT = 2.0
+MIN_REQUEST_SECONDS = 0.1
+ABANDON_GRACE = 0.1
+"""How long past its timeout the alias's request is waited for before it is abandoned."""
 MAX_ENVIRONMENT_CHARS = 32 * 1024
 MIN_ALIAS_WAIT = 0.25
 
@@ -267,19 +271,27 @@ def _print_debug(message: Message) -> None:
 def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -> str:
     """Post `message` on a daemon thread: "delivered", "refused" (for good) or "failed".
 
-    The request's own timeout does not cover name resolution, the thread's deadline
-    does. A request that outlives the deadline is abandoned ("failed"); the outbox
-    copy has the same uuid, so a late arrival of both is one event to PostHog.
+    The request gets what is left of `timeout` once the SDK is loaded (on a busy
+    machine that alone takes a while), so that it ends in time rather than being
+    abandoned while in flight: an abandoned request may still land after its copy
+    was queued, and the alias would reach PostHog twice. The thread's deadline,
+    a moment later, also bounds name resolution, which no request timeout covers.
     """
-    from arcade_usage._posthog import post_batch
     from arcade_usage.exceptions import DeliveryError, MessageRefusedError
 
+    deadline = time.monotonic() + timeout
     done = threading.Event()
     answer: list[str] = []
 
     def post() -> None:
         try:
-            post_batch([message], host=host, api_key=api_key, timeout=timeout)
+            from arcade_usage._posthog import load_sdk, post_batch
+
+            load_sdk()
+            left = deadline - time.monotonic()
+            if left < MIN_REQUEST_SECONDS:
+                return  # no time left for a request: it is queued instead, never sent twice
+            post_batch([message], host=host, api_key=api_key, timeout=left)
             answer.append("delivered")
         except MessageRefusedError:
             answer.append("refused")
@@ -289,5 +301,5 @@ def _deliver_within(timeout: float, message: Message, host: str, api_key: str) -
             done.set()
 
     threading.Thread(target=post, name="arcade-usage-alias", daemon=True).start()
-    done.wait(timeout)
+    done.wait(timeout + ABANDON_GRACE)
     return answer[0] if answer else "failed"

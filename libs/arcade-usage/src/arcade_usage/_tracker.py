@@ -134,17 +134,35 @@ class CommandTracker:
             try:
                 principal = link_principal(identity, self.service)
             except KeyboardInterrupt:
-                self.service.capture(
-                    event, identity.anon_id, properties, True, timestamp=finished_at
-                )
+                distinct_id, is_anon = event_sender(identity, None)
+                self.service.capture(event, distinct_id, properties, is_anon, timestamp=finished_at)
                 raise
-        self.service.capture(
-            event,
-            principal or identity.anon_id,
-            properties,
-            principal is None,
-            timestamp=finished_at,
-        )
+        distinct_id, is_anon = event_sender(identity, principal)
+        self.service.capture(event, distinct_id, properties, is_anon, timestamp=finished_at)
+
+
+def event_sender(identity: UsageIdentity, principal: str | None) -> tuple[str, bool]:
+    """(distinct_id, is_anon) of an event, given the principal the tracker settled on.
+
+    Without one: the principal another process linked meanwhile with these very
+    credentials; else `anon_id`, unless it is linked to an account the credentials
+    no longer show (replaced by B's and the switch not made in time, removed by
+    hand, a lookup that failed). Then `anon_id` is that account's, and an event
+    sent as it would count as theirs: it goes out under a one-off random id,
+    belonging to nobody.
+    """
+    if principal is not None:
+        return principal, False
+    identity.revalidate()
+    linked = identity.get_principal_id(lookup=False)
+    if linked is not None:
+        return linked, False
+    data = identity.load_or_create()
+    if data.get("linked_principal_id"):
+        import uuid
+
+        return str(uuid.uuid4()), True
+    return str(data["anon_id"]), True
 
 
 def link_principal(identity: UsageIdentity, service: UsageService) -> str | None:
@@ -153,8 +171,7 @@ def link_principal(identity: UsageIdentity, service: UsageService) -> str | None
     The lookup, the wait for the identity's lock and the alias share one budget:
     however slow Arcade Cloud, PostHog and other processes are, the caller waits
     at most 2 s for them and the link together. A process that cannot have the
-    lock in time (another is linking right now) sends as `anon_id`, which that
-    other process is aliasing.
+    lock in time (another is linking right now) gets None: see `event_sender`.
     """
     started = time.monotonic()
     trusted = identity.get_principal_id(lookup=False)
