@@ -21,6 +21,9 @@ FAILED = "CLI execution failed"
 SERVER_STARTED = "MCP server started"
 TOOL_CALLED = "MCP tool called"
 ALIAS = "$create_alias"
+UNNAMED = ""
+"""The distinct_id of an event recorded before there was an identity to send it as
+(another process was creating it): the uploader names it with the `anon_id`."""
 
 # Variables that CI systems set; `CI` itself is checked for a false-ish value.
 CI_VARIABLES = (

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from arcade_usage._events import ALIAS
+from arcade_usage._events import ALIAS, UNNAMED
 from arcade_usage._outbox import AT_WORK_GRACE
 from arcade_usage.exceptions import DeliveryError, MessageRefusedError
 
@@ -80,6 +80,7 @@ def upload(
     api_key: str,
     last_start: float,
     allowed: Callable[[], bool] = lambda: True,
+    anon_id: Callable[[], str | None] = lambda: None,
     linger: float = LINGER_SECONDS,
     interval: float = REQUEST_INTERVAL,
     timeout: float = SEND_TIMEOUT,
@@ -94,7 +95,7 @@ def upload(
     failure, leaving everything for a later sender after the back-off, and as soon
     as `allowed()` says tracking was turned off meanwhile.
     """
-    delivery = _Delivery(outbox, host, api_key, timeout, last_start, allowed)
+    delivery = _Delivery(outbox, host, api_key, timeout, last_start, allowed, anon_id)
     with outbox.lease():
         seen_at = time.monotonic()
         next_request = 0.0
@@ -131,9 +132,11 @@ class _Delivery:
         timeout: float,
         last_start: float,
         allowed: Callable[[], bool],
+        anon_id: Callable[[], str | None],
     ) -> None:
         self.outbox = outbox
         self.allowed = allowed
+        self.anon_id = anon_id
         self.host = host
         self.api_key = api_key
         self.timeout = timeout
@@ -147,6 +150,11 @@ class _Delivery:
             message = self.outbox.read(name)
             if message is None:
                 continue
+            if message["distinct_id"] == UNNAMED:
+                named = self.anon_id()
+                if named is None:
+                    continue  # no identity yet: it waits for the next sender
+                message = {**message, "distinct_id": named}
             batch_names.append(name)
             batch.append(message)
             # An alias ends its batch: what follows it is sent only once it is in.

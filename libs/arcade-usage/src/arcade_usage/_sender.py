@@ -23,6 +23,10 @@ from arcade_usage._env import (
 )
 from arcade_usage._outbox import Outbox
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 HARD_EXIT_SECONDS = 10.0
 LAST_START_MARGIN = 0.5
 
@@ -63,6 +67,7 @@ def main() -> None:
             api_key=posthog_api_key(),
             last_start=last_start,
             allowed=lambda: state_in(arcade)[0],  # `usage disable` meanwhile stops it
+            anon_id=_anon_id_of(arcade),
         )
 
 
@@ -73,6 +78,23 @@ def _exit_after(seconds: float) -> None:
     What it would print goes to the null device, kept open for the process's life.
     """
     faulthandler.dump_traceback_later(seconds, exit=True, file=os.open(os.devnull, os.O_WRONLY))
+
+
+def _anon_id_of(arcade: str) -> Callable[[], str | None]:
+    """The identity's anon_id, created if need be (waiting for its lock), read once."""
+    found: list[str] = []
+
+    def anon_id() -> str | None:
+        if not found:
+            from arcade_identity import IdentityUnavailableError, UsageIdentity
+
+            try:
+                found.append(str(UsageIdentity(os.path.dirname(arcade)).anon_id))
+            except IdentityUnavailableError:
+                return None
+        return found[0]
+
+    return anon_id
 
 
 def _default_outbox() -> str:

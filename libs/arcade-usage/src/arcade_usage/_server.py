@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
@@ -23,6 +22,7 @@ from arcade_usage._env import debug_enabled, in_sender
 from arcade_usage._events import (
     SERVER_STARTED,
     TOOL_CALLED,
+    UNNAMED,
     installed_version,
     make_message,
     runtime_properties,
@@ -158,13 +158,12 @@ class ServerTracker:
             if data is None:
                 data = self._create_now(identity)
             if data is None:
-                # Another process holds the lock that creating the identity needs:
-                # a thread of ours waits for it, and sends the call then.
+                # Another process holds the lock that creating the identity needs. The
+                # call is recorded now, its sender to be named by the uploader (the
+                # anon_id the identity will have), and a thread of ours creates it.
+                self._send(TOOL_CALLED, UNNAMED, True, properties)
                 threading.Thread(
-                    target=self._send_once_created,
-                    args=(TOOL_CALLED, properties, datetime.now(timezone.utc)),
-                    name="arcade-usage-identity",
-                    daemon=True,
+                    target=self._create_identity, name="arcade-usage-identity", daemon=True
                 ).start()
                 return
             if principal is None and data.get("linked_principal_id"):
@@ -191,34 +190,25 @@ class ServerTracker:
             print_notice()
         return data
 
-    def _send_once_created(
-        self, event: str, properties: dict[str, Any], timestamp: datetime
-    ) -> None:
+    def _create_identity(self) -> None:
         try:
             with self._creating:
                 identity = UsageIdentity(self._arcade_parent())
                 identity.load_or_create()
                 if identity.created:
                     print_notice()
-            self._send(event, identity.anon_id, True, properties, timestamp=timestamp)
         except IdentityUnavailableError:
             pass
         except Exception as exc:
             self._report(exc)
 
     def _send(
-        self,
-        event: str,
-        distinct_id: str,
-        is_anon: bool,
-        properties: dict[str, Any],
-        *,
-        timestamp: datetime | None = None,
+        self, event: str, distinct_id: str, is_anon: bool, properties: dict[str, Any]
     ) -> None:
         if self._runtime is None:
             self._runtime = runtime_properties(self.server_version)
         properties = {**properties, **self._runtime}
-        message = make_message(event, distinct_id, properties, is_anon=is_anon, timestamp=timestamp)
+        message = make_message(event, distinct_id, properties, is_anon=is_anon)
         self.service.send(message)
 
     def _known_secrets(self) -> list[str | None]:
