@@ -68,7 +68,7 @@ def test_every_public_name_resolves_to_its_home(name: str) -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = arcade_usage.nope  # type: ignore[attr-defined]
+        _ = arcade_usage.nope
 
 
 def test_every_error_has_the_package_root_and_none_is_an_os_error() -> None:
