@@ -42,7 +42,7 @@ from helpers import run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 PROCESSES = 12
-ROUNDS = 4
+ROUNDS = 3
 NO_LOOKUP_IN_TIME = (
     "inconclusive: in every round every principal lookup ran out of its 2 s budget (the "
     "machine is too busy for twelve at once), so no transition was made to count"

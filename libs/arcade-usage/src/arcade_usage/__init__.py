@@ -31,7 +31,7 @@ together.
 
 from __future__ import annotations
 
-from importlib import import_module
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 
@@ -91,7 +91,10 @@ def __getattr__(name: str) -> object:
     home = _NAMES.get(name)
     if home is None:
         raise AttributeError(f"module 'arcade_usage' has no attribute {name!r}")
-    value = getattr(import_module(f"arcade_usage.{home}"), name)
+    # __import__ rather than importlib.import_module: importing importlib costs the
+    # detached sender collections, functools and more on Python 3.12+.
+    __import__(f"arcade_usage.{home}")
+    value = getattr(sys.modules[f"arcade_usage.{home}"], name)
     globals()[name] = value
     return value
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from arcade_usage._sender import main
 
 if __name__ == "__main__":
-    with contextlib.suppress(Exception):
+    try:  # noqa: SIM105 - contextlib is not worth importing here
         main()
+    except Exception:  # the sender never prints; the outbox keeps what it had
+        pass
