@@ -98,11 +98,14 @@ def disable_tracking(work_dir: str | os.PathLike[str] | None = None) -> Path:
 def enable_tracking(work_dir: str | os.PathLike[str] | None = None) -> bool:
     """Remove the persisted opt-out; True when there was one."""
     from arcade_identity import DISABLED_FILE, arcade_dir
+    from arcade_usage._outbox import Outbox
 
     try:
         (arcade_dir(work_dir) / DISABLED_FILE).unlink()
     except FileNotFoundError:
         return False
+    # Anything a sender filed while `disable` ran was recorded before it: not sent after.
+    Outbox(work_dir).clear()
     return True
 
 

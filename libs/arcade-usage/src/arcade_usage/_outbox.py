@@ -42,7 +42,7 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from contextlib import AbstractContextManager
 
     from arcade_usage._events import Message
@@ -62,8 +62,11 @@ SPAWN_INTERVAL = 1.0
 """At most one sender started per outbox in this many seconds."""
 MAX_BACKOFF_SECONDS = 24 * 3600.0
 SEQ_RESET_BYTES = 1 << 20
+PRUNE_EVERY = 256
+"""Every this many messages, the one filing it applies the bounds itself."""
 
 _SEQ = ".seq"
+_ALIAS_MARK = "-a"
 _LOCK = ".upload.lock"
 _LEASE = ".uploader"
 _SPAWNED = ".spawned"
@@ -119,15 +122,22 @@ class Outbox:
         import json
 
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-        return self.file(data, token=message["uuid"].replace("-", ""), durable=durable)
+        from arcade_usage._events import ALIAS
 
-    def file(self, data: bytes, *, token: str = "", durable: bool = False) -> str:
+        token = message["uuid"].replace("-", "")
+        return self.file(data, token=token, durable=durable, alias=message["event"] == ALIAS)
+
+    def file(
+        self, data: bytes, *, token: str = "", durable: bool = False, alias: bool = False
+    ) -> str:
         """Queue one message's JSON as given (an entry that is not a message is dropped later)."""
         self.prepare()
         seq = self._next_seq()
         token = "".join(c for c in token if c in "0123456789abcdef")[:32] or os.urandom(8).hex()
-        name = f"{seq:012d}-{int(self._clock()):010d}-{token}.json"
+        name = f"{seq:012d}-{int(self._clock()):010d}-{token}{_ALIAS_MARK if alias else ''}.json"
         _write_new(os.path.join(self.directory, name), data, durable=durable)
+        if seq % PRUNE_EVERY == 0:
+            self.prune()  # the bounds hold while no uploader runs (a long back-off)
         return name
 
     def _next_seq(self) -> int:
@@ -152,9 +162,12 @@ class Outbox:
         if self._seq is None or self._seq[0] != pid:
             fd = os.open(
                 os.path.join(self.directory, _SEQ),
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY | _CLOEXEC,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC,
                 0o600,
             )
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO there must not hang us
+                os.close(fd)
+                raise OutboxUnavailableError(f"{self.directory}/{_SEQ} is not a regular file")
             self._seq = (pid, fd)
         return self._seq[1]
 
@@ -201,7 +214,16 @@ class Outbox:
 
     def names(self) -> list[str]:
         """The messages waiting, oldest first (names of our own making only)."""
-        return sorted(n for n in self._listing() if _is_entry_name(n))
+        return self._ordered(n for n in self._listing() if _is_entry_name(n))
+
+    def _ordered(self, names: Iterable[str]) -> list[str]:
+        """`names` in delivery order. An entry numbered past the length of `.seq` was
+        numbered before `.seq` started over, so it comes first."""
+        try:
+            last = os.lstat(os.path.join(self.directory, _SEQ)).st_size
+        except OSError:
+            last = 0
+        return sorted(names, key=lambda n: (int(n[:12]) <= last, n))
 
     def count(self) -> int:
         return len(self.names())
@@ -268,19 +290,22 @@ class Outbox:
         now = self._clock()
         listing = self._listing()
         keep: list[str] = []
-        for name in sorted(n for n in listing if _is_entry_name(n)):
+        for name in self._ordered(n for n in listing if _is_entry_name(n)):
             if abs(now - int(name.split("-")[1])) > MAX_AGE_SECONDS:
                 self.remove(name)
             else:
                 keep.append(name)
-        for name in keep[:-MAX_MESSAGES]:
+        # Aliases are few and small, and dropping one would split a person: they stay.
+        events = [n for n in keep if not n[:-5].endswith(_ALIAS_MARK)]
+        for name in events[:-MAX_MESSAGES]:
             self.remove(name)
+            keep.remove(name)
         for name in listing:
             if name.startswith(".") and name.endswith(".tmp"):
                 age = _age(os.path.join(self.directory, name), now)
                 if age is not None and abs(age) > STALE_TEMP_SECONDS:
                     self.remove(name)
-        return keep[-MAX_MESSAGES:]
+        return keep
 
     def clear(self) -> int:
         """Drop every message waiting; returns how many."""
@@ -456,16 +481,8 @@ class Outbox:
         """
         import json
 
-        failures = 0
         path = os.path.join(self.directory, _BACKOFF)
-        try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-            try:
-                failures = int(json.loads(os.read(fd, 4096))["failures"])
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, KeyError, TypeError):
-            failures = 0
+        failures = self._failures()
         failures = min(failures + 1, 32)
         delay = min(2.0**failures, 3600.0)
         if retry_after is not None:
@@ -473,6 +490,33 @@ class Outbox:
         record = {"until": self._clock() + delay, "delay": delay, "failures": failures}
         _write_new(path, json.dumps(record).encode(), durable=False)
         return delay
+
+    def back_off_pending(self, seconds: float) -> None:
+        """Record an attempt under way: a back-off of `seconds` unless it is cleared or replaced.
+
+        The count of failures in a row is kept as it is.
+        """
+        import json
+
+        failures = self._failures()
+        record = {"until": self._clock() + seconds, "delay": seconds, "failures": failures}
+        _write_new(
+            os.path.join(self.directory, _BACKOFF), json.dumps(record).encode(), durable=False
+        )
+
+    def _failures(self) -> int:
+        import json
+
+        try:
+            fd = os.open(
+                os.path.join(self.directory, _BACKOFF), os.O_RDONLY | _NOFOLLOW | _NONBLOCK
+            )
+            try:
+                return int(json.loads(os.read(fd, 4096))["failures"])
+            finally:
+                os.close(fd)
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
 
     def clear_backoff(self) -> None:
         try:  # noqa: SIM105 - no contextlib on the hand-over path
@@ -538,7 +582,8 @@ def _is_entry_name(name: str) -> bool:
     """`<12 digits>-<10 digits>-<hex>.json`, the names `Outbox.file` gives."""
     if not name.endswith(".json") or len(name) < 30:
         return False
-    seq, _, rest = name[:-5].partition("-")
+    stem = name[:-5].removesuffix(_ALIAS_MARK)
+    seq, _, rest = stem.partition("-")
     queued, _, token = rest.partition("-")
     return (
         len(seq) == 12

@@ -56,10 +56,11 @@ def post_batch(
     from posthog import request as posthog_request
     from posthog.version import VERSION
 
-    _without_retries(posthog_request)
     batch = [_with_library(m, VERSION) for m in messages]
     try:
-        response = posthog_request.post(api_key, host, "/batch/", True, timeout, batch=batch)
+        response = posthog_request.post(
+            api_key, host, "/batch/", True, timeout, batch=batch, **_no_retries(posthog_request)
+        )
     except Exception as exc:  # refused, reset, timed out, a malformed host: no answer
         raise DeliveryError(f"PostHog at {host} could not be reached") from exc
     status = int(response.status_code)
@@ -114,8 +115,11 @@ def upload(
                 time.sleep(min(POLL_SECONDS, next_request - now))
                 continue
             next_request = now + interval
-            if not delivery.send(outbox.prune()):
-                return
+            # One batch a turn: the time check above then governs every request.
+            if not delivery.send(outbox.prune()[:BATCH_SIZE]):
+                if delivery.failed:
+                    return
+                break
     # The lease is gone. A process that saw it (trusted for at most AT_WORK_GRACE)
     # has filed what it filed by now: take it all.
     time.sleep(AT_WORK_GRACE + POLL_SECONDS)
@@ -135,6 +139,7 @@ class _Delivery:
         anon_id: Callable[[], str | None],
     ) -> None:
         self.outbox = outbox
+        self.failed = False
         self.allowed = allowed
         self.anon_id = anon_id
         self.host = host
@@ -167,16 +172,22 @@ class _Delivery:
     def _post(self, names: list[str], batch: list[Message]) -> bool:
         if time.monotonic() > self.last_start or not self.allowed():
             return False
+        # Counted as failed until it is known not to be: an uploader killed mid-request
+        # (the hard exit during a DNS lookup that never ends, SIGKILL) leaves this
+        # back-off behind, so the next commands do not each start a sender to hang too.
+        self.outbox.back_off_pending(self.timeout + HANDOFF_SECONDS)
         try:
             post_batch(batch, host=self.host, api_key=self.api_key, timeout=self.timeout)
         except MessageRefusedError as exc:
             if len(batch) == 1 or exc.status in (401, 403):
                 self._remove(names)
+                self.outbox.clear_backoff()
                 return True
             half = len(batch) // 2
             return self._post(names[:half], batch[:half]) and self._post(names[half:], batch[half:])
         except DeliveryError as exc:
             self.outbox.back_off(exc.retry_after)
+            self.failed = True
             return False
         self._remove(names)
         self.outbox.clear_backoff()
@@ -187,17 +198,30 @@ class _Delivery:
             self.outbox.remove(name)
 
 
-def _without_retries(posthog_request: Any) -> None:
-    """Mount a retry-free adapter on the SDK's shared session (same in 6.x and 7.x)."""
-    session = getattr(posthog_request, "_session", None)
-    if session is None or getattr(session, "_arcade_no_retries", False):
-        return
+_SESSION: list[Any] = []
+
+
+def _no_retries(posthog_request: Any) -> dict[str, Any]:
+    """Arguments that make `post` try once: a retry-free session of our own (7.x takes
+    `session=`). posthog 6.x has no such argument: there its shared session (used only
+    by this short-lived sender, or for one alias) gets a retry-free adapter instead."""
+    from requests import Session
     from requests.adapters import HTTPAdapter
 
-    adapter = HTTPAdapter(max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session._arcade_no_retries = True
+    if not _SESSION:
+        session = Session()
+        adapter = HTTPAdapter(max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        _SESSION.append(session)
+    if "session" in posthog_request.post.__code__.co_varnames:
+        return {"session": _SESSION[0]}
+    shared = getattr(posthog_request, "_session", None)
+    if shared is not None:
+        adapter = HTTPAdapter(max_retries=0)
+        shared.mount("https://", adapter)
+        shared.mount("http://", adapter)
+    return {}
 
 
 def _with_library(message: Message, version: str) -> dict[str, Any]:
