@@ -350,12 +350,6 @@ class Outbox:
     def mark_sender_started(self, pid: int) -> None:
         self._stamp(_SPAWNED, pid)
 
-    def clear_sender_started(self) -> None:
-        try:  # noqa: SIM105 - no contextlib on the hand-over path
-            os.unlink(os.path.join(self.directory, _SPAWNED))
-        except OSError:
-            pass
-
     def _fresh(self, name: str, seconds: float) -> bool:
         """Whether `name` was stamped less than `seconds` ago."""
         try:

@@ -124,7 +124,7 @@ class UsageService:
         """Start a sender (with `message`) unless one is at work or on its way; True if started.
 
         One thread of this process starts it while the others file their messages
-        for it; other processes see the start stamp, written before the sender is.
+        for it; other processes see the start stamp, written as soon as it runs.
         """
         if _taken_care_of(outbox) or not outbox.starting.acquire(blocking=False):
             return False
@@ -189,9 +189,6 @@ class UsageService:
             if message is not None:
                 outbox.put(message)
             return
-        # Claimed before the sender exists (with our pid), for the other processes.
-        with contextlib.suppress(OSError):  # unstamped, a capture may start another
-            outbox.mark_sender_started(os.getpid())
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONINSPECT")}
         env.update(
             {
@@ -224,12 +221,12 @@ class UsageService:
                 **options,
             )
         except OSError:  # no process to be had (limits, E2BIG): the event waits on disk
-            outbox.clear_sender_started()
             if message is not None:
                 outbox.put(message)
             return
         _thread.start_new_thread(process.wait, ())
-        with contextlib.suppress(OSError):
+        # For the other processes (this one's threads wait on `outbox.starting`).
+        with contextlib.suppress(OSError):  # unstamped, a capture may start another
             outbox.mark_sender_started(process.pid)
 
 
