@@ -214,11 +214,15 @@ class Side:
 
 
 def _prepare_ours(home: Path, servers: Servers, *, credentials: bool, linked: bool) -> None:
-    """Written with arcade-identity's public API, so the files are exactly what it expects."""
-    from arcade_identity import Credentials, UsageIdentity, save_credentials
+    """Written with arcade-identity's public API, so the files are exactly what it expects.
+
+    Steady state: the (empty) outbox a first command's sender leaves behind exists too.
+    """
+    from arcade_identity import OUTBOX_DIR, Credentials, UsageIdentity, save_credentials
 
     identity = UsageIdentity(home)
     identity.load_or_create()
+    (identity.directory / OUTBOX_DIR).mkdir(mode=0o700, exist_ok=True)
     if credentials:
         save_credentials(Credentials(API_KEY, EMAIL, servers.cloud_url), home)
     if linked:

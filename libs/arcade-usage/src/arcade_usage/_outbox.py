@@ -387,12 +387,17 @@ class Outbox:
         return False
 
     def _stamp(self, name: str, pid: int | None = None) -> None:
-        """Write `pid` (default: ours) into `name`, dated now."""
+        """Write `pid` (default: ours) into `name`, dated now.
+
+        Written in place at a fixed width, so a reader never sees it empty and an
+        existing stamp costs no truncation; the write itself dates the file.
+        """
         path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _NONBLOCK, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
         try:
-            os.write(fd, str(os.getpid() if pid is None else pid).encode())
-            self._date(fd, path)
+            os.pwrite(fd, b"%010d" % (os.getpid() if pid is None else pid), 0)
+            if self._clock is not time.time:
+                self._date(fd, path)  # a test's clock: date it by that clock
         finally:
             os.close(fd)
 
