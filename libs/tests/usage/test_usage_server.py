@@ -482,3 +482,19 @@ def test_a_disable_elsewhere_stops_the_next_call_and_an_enable_resumes(
     assert [e["event"] for e in events] == [STARTED, CALLED]
     assert events[1]["properties"]["failure_reason"] == "after enable"
     assert posthog.requests > disabled_requests
+
+
+def test_a_key_saved_while_the_server_runs_is_scrubbed_from_later_failures(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    """A login in another terminal after a first failure: its key never reaches PostHog."""
+    tracker = ServerTracker(server_version="1.2.3")
+    tracker.track_tool_call(success=False, failure_reason="no credentials yet")
+    key = _key()
+    cloud.add_account(key, "prn_later", "later@example.com")
+    save_credentials(Credentials(key, "later@example.com"))
+    tracker.track_tool_call(success=False, failure_reason=f"upstream refused {key} today")
+
+    events = _delivered(posthog, work_dir, 2)
+    reasons = sorted(e["properties"]["failure_reason"] for e in events)
+    assert reasons == ["no credentials yet", "upstream refused *** today"]

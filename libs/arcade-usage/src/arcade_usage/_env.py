@@ -22,8 +22,8 @@ the null device, no inherited descriptors, with the caller's environment plus:
   a sender of its own.
 - `PYTHONWARNINGS=ignore`, and no `PYTHONSTARTUP`/`PYTHONINSPECT`.
 
-The sender prints nothing and exits 0 whatever happens; what it did is seen in
-the outbox and at PostHog.
+The sender prints nothing whatever happens (its hard exit after 10 s ends it with
+status 1); what it did is seen in the outbox and at PostHog.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class ServerTracker:
         self._lock = threading.Lock()  # guards the shared identity's cache (never held long)
         self._creating = threading.Lock()
         self._runtime: dict[str, Any] | None = None
-        self._secrets: list[str | None] | None = None
+        self._secrets: tuple[object, list[str | None]] | None = None  # (credentials' stat, ...)
 
     def _resolve(self) -> str | None:
         """`.arcade` as an absolute path, found once (a relative ARCADE_WORK_DIR included).
@@ -212,9 +212,16 @@ class ServerTracker:
         self.service.send(message)
 
     def _known_secrets(self) -> list[str | None]:
-        if self._secrets is None:
-            self._secrets = known_secrets(self.identity)
-        return self._secrets
+        """The saved API key and email, read again whenever the credentials file changes
+        (a login in another terminal), so that a new key is scrubbed too."""
+        try:
+            st = os.stat(self.identity.credentials_path)
+            version: object = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            version = None
+        if self._secrets is None or self._secrets[0] != version:
+            self._secrets = (version, known_secrets(self.identity))
+        return self._secrets[1]
 
     def _report(self, exc: Exception) -> None:
         if debug_enabled():
