@@ -41,11 +41,11 @@ class _WhoamiCloudHandler(_CloudHandler):
 class _BenchPostHogHandler(_PostHogHandler):
     """FakePostHog, plus mode `ratelimit`: 429 with `Retry-After`, as PostHog answers a flood."""
 
-    def misbehave(self) -> bool:
-        if self.server.mode == "ratelimit":
+    def misbehave(self, mode: str) -> bool:
+        if mode == "ratelimit":
             self.reply(429, {"detail": "rate limited"}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
             return True
-        return super().misbehave()
+        return super().misbehave(mode)
 
 
 @contextmanager

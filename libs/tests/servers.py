@@ -32,6 +32,8 @@ class _Server(ThreadingHTTPServer):
         self.release = threading.Event()  # set to end every hanging request
         self.in_flight = 0
         self.max_in_flight = 0
+        # A request acts out the mode in force when it was counted, so a test that has
+        # seen it counted may switch the mode without changing what that request gets.
         self.mode = "ok"
 
     @property
@@ -70,9 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
     def answered(self, status: int, headers: dict[str, str]) -> None:
         """Called with every answer before it is sent (a hook for the servers that log them)."""
 
-    def misbehave(self) -> bool:
-        """Act out the server's mode; True when the request has been answered already."""
-        mode = self.server.mode
+    def misbehave(self, mode: str) -> bool:
+        """Act out `mode` (the server's, read as the request was counted); True when the
+        request has been answered already."""
         if mode == "hang":
             self.server.release.wait(HANG_SECONDS)
             self.close_connection = True
@@ -256,6 +258,7 @@ class _PostHogHandler(_Handler):
         self._uuids, self._answered = (), False
         with self.server.lock:
             self.server.requests += 1
+            mode = self.server.mode
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
         try:
@@ -269,15 +272,15 @@ class _PostHogHandler(_Handler):
             batch = payload.get("batch") if isinstance(payload, dict) else None
             if isinstance(batch, list):
                 self._uuids = tuple(str(m.get("uuid")) for m in batch if isinstance(m, dict))
-            self._answer(payload, batch)
+            self._answer(payload, batch, mode)
         finally:
             if not self._answered:
                 self.answered(0, {})
             with self.server.lock:
                 self.server.in_flight -= 1
 
-    def _answer(self, payload: Any, batch: Any) -> None:
-        if self.misbehave():
+    def _answer(self, payload: Any, batch: Any, mode: str) -> None:
+        if self.misbehave(mode):
             return
         server = self.server
         limited, retry_after = server.take_rate_limit()
@@ -285,7 +288,7 @@ class _PostHogHandler(_Handler):
             headers = {} if retry_after is None else {"Retry-After": retry_after}
             self.reply(429, {"detail": "rate limited"}, headers)
             return
-        if server.mode == "refuse":
+        if mode == "refuse":
             self.reply(server.refuse_status, {"detail": "refused"})
             return
         path = urlparse(self.path).path
@@ -381,7 +384,8 @@ class _CloudHandler(_Handler):
         if url.path == "/api/v1/auth/validate":
             with self.server.lock:
                 self.server.validations += 1
-            if self.misbehave():
+                mode = self.server.mode
+            if self.misbehave(mode):
                 return
             auth = self.headers.get("Authorization", "")
             account = self.server.accounts.get(auth.removeprefix("Bearer "))
