@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,18 +66,6 @@ def servers(
     finally:
         posthog.stop()
         cloud.stop()
-
-
-@contextmanager
-def refused_url() -> Iterator[str]:
-    """A loopback URL that refuses connections: a port bound (so nobody else takes it), not
-    listening."""
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
 
 
 def urls(posthog: FakePostHog, cloud: FakeCloud) -> Servers:

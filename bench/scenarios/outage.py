@@ -20,9 +20,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from _lab import Lab, refused_url, rotated, servers
+from _lab import Lab, rotated, servers
 from _procs import Run
 from _sides import Servers, Side
+from servers import closed_port
 
 CONDITIONS = ("ok", "error", "refused")
 
@@ -52,7 +53,7 @@ def measure(lab: Lab, sides: list[Side]) -> dict[str, dict[str, Any]]:
             posthog, cloud = stack.enter_context(
                 servers(posthog_mode="error" if condition == "error" else "ok")
             )
-            host = stack.enter_context(refused_url()) if condition == "refused" else posthog.url
+            host = stack.enter_context(closed_port()) if condition == "refused" else posthog.url
             srv = Servers(host, cloud.url)
             places[condition] = (srv, lab.prepared(side, srv, credentials=True, linked=True))
         for r in range(rounds):

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,54 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@contextmanager
+def line_workers(code: str, count: int, *args: str) -> Iterator[list[subprocess.Popen[str]]]:
+    """`count` processes running `python -c code *args`, spoken to by lines on stdin and
+    stdout; on the way out their stdin closes (the sign to end) and every one is reaped."""
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(count):
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", code, *args],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        yield workers
+    finally:
+        for worker in workers:
+            if worker.stdin is not None:
+                worker.stdin.close()
+        for worker in workers:
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
+
+
+HOLD_LOCK = """\
+import sys
+from filelock import FileLock
+with FileLock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@contextmanager
+def lock_held(path: Path) -> Iterator[None]:
+    """Another process holds the `filelock` at `path` for the block."""
+    with line_workers(HOLD_LOCK, 1, os.fspath(path)) as (holder,):
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield
 
 
 def sender_pids(work_dir: Path) -> list[int]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -38,7 +36,7 @@ from filelock import FileLock
 from arcade_identity import Credentials, save_credentials
 from cli.accounts import Account
 from cli.starting_gate import Finished, run_together
-from helpers import run_arcade, sender_pids, wait_until
+from helpers import lock_held, run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 PROCESSES = 12
@@ -279,32 +277,6 @@ def test_commands_seeing_an_account_switch_together_rotate_once(
     # Every event is B's or the new anonymous id's: none is sent as A's old
     # anonymous id, which PostHog files under A.
     assert [figures["as A's anon_id"] for figures in rounds] == [0] * ROUNDS
-
-
-HOLD_LOCK = """\
-import sys
-from filelock import FileLock
-with FileLock(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.readline()
-"""
-
-
-@contextmanager
-def lock_held(path: Path) -> Iterator[None]:
-    """Another process holds the `filelock` at `path` for the block."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n"
-        yield
-    finally:
-        holder.communicate(timeout=10)  # closes its stdin: it lets go and exits
 
 
 @pytest.mark.parametrize("obstacle", ["identity lock held", "Arcade Cloud down"])

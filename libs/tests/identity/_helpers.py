@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from helpers import line_workers
+
 RunPython = Callable[..., dict[str, Any]]
 
 LOOKUP_TIMEOUT = 60.0
@@ -149,33 +151,10 @@ class WorkerPool:
 @contextmanager
 def worker_pool(size: int) -> Iterator[WorkerPool]:
     """`size` workers, all up and ready; every one reaped on the way out."""
-    workers: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(size):
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        pool = WorkerPool(workers)
+    with line_workers(WORKER, size) as workers:
         for worker in workers:
             assert WorkerPool._receive(worker) == "ready"
-        yield pool
-    finally:
-        for worker in workers:
-            if worker.stdin is not None:
-                worker.stdin.close()
-        for worker in workers:
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            if worker.stdout is not None:
-                worker.stdout.close()
+        yield WorkerPool(workers)
 
 
 def lines(path: Path) -> list[str]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import importlib
-import inspect
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import arcade_identity
 from arcade_identity import (
     ArcadeIdentityError,
     HomeNotFoundError,
@@ -24,39 +19,6 @@ from arcade_identity import (
     lookup_principal,
 )
 from servers import FakeCloud
-
-
-def _type_checking_imports() -> set[str]:
-    """Names `arcade_identity/__init__.py` imports under `if TYPE_CHECKING:`."""
-    tree = ast.parse(Path(inspect.getfile(arcade_identity)).read_text())
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            for stmt in node.body:
-                assert isinstance(stmt, ast.ImportFrom)
-                names.update(alias.asname or alias.name for alias in stmt.names)
-    return names
-
-
-def test_all_the_name_table_and_the_type_checking_imports_agree() -> None:
-    table = arcade_identity._NAMES
-    assert sorted(arcade_identity.__all__, key=str) == sorted(table, key=str)
-    assert len(set(arcade_identity.__all__)) == len(arcade_identity.__all__)
-    assert _type_checking_imports() == set(table)
-
-
-@pytest.mark.parametrize("name", arcade_identity.__all__)
-def test_every_public_name_resolves_to_its_home(name: str) -> None:
-    value = getattr(arcade_identity, name)
-    home = importlib.import_module(f"arcade_identity.{arcade_identity._NAMES[name]}")
-    assert getattr(home, name) is value
-    assert name in dir(arcade_identity)
-
-
-def test_an_unknown_name_is_an_attribute_error() -> None:
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = arcade_identity.nope
-
 
 LOADED = """\
 import json, sys

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import line_workers
 
 PROCESSES = 16
 ROUNDS = 5
@@ -28,17 +28,7 @@ for line in sys.stdin:
 
 @pytest.mark.timeout(60)
 def test_processes_racing_on_an_empty_dir_share_one_anon_id(tmp_path: Path) -> None:
-    workers: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(PROCESSES):
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
+    with line_workers(WORKER, PROCESSES) as workers:
         # The barrier: every worker is up and blocked on its stdin.
         for worker in workers:
             assert worker.stdout is not None
@@ -62,15 +52,3 @@ def test_processes_racing_on_an_empty_dir_share_one_anon_id(tmp_path: Path) -> N
             assert sum(a["created"] for a in answers) == 1, round_no
             leftovers = [p.name for p in (work_dir / ".arcade").iterdir() if p.suffix == ".tmp"]
             assert leftovers == []
-    finally:
-        for worker in workers:
-            if worker.stdin is not None:
-                worker.stdin.close()
-        for worker in workers:
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            if worker.stdout is not None:
-                worker.stdout.close()

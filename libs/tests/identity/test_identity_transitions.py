@@ -9,9 +9,6 @@ made. The PostHog alias is a callback that takes ALIAS_SECONDS, as a request wou
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +24,7 @@ from arcade_identity import (
     remove_credentials,
     save_credentials,
 )
+from helpers import lock_held
 from identity._helpers import LOOKUP_TIMEOUT, lines, worker_pool
 from servers import FakeCloud
 
@@ -258,27 +256,10 @@ def test_logout_ends_the_linked_principal_once(work_dir: Path) -> None:
     assert again.anon_id == identity.anon_id
 
 
-HOLD_LOCK = """\
-import sys
-from filelock import FileLock
-with FileLock(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.readline()
-"""
-
-
 @pytest.mark.timeout(60)
 def test_a_held_lock_makes_the_transition_give_up_in_time(arcade_dir: Path) -> None:
     identity = _linked_to_a(arcade_dir.parent)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, os.fspath(arcade_dir / "usage.json.lock")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n"
+    with lock_held(arcade_dir / "usage.json.lock"):
         other = UsageIdentity()
         start = time.monotonic()
         aliases = Aliases()
@@ -291,12 +272,6 @@ def test_a_held_lock_makes_the_transition_give_up_in_time(arcade_dir: Path) -> N
             other.end_session(timeout=0.1)
         # Reads never wait for the lock.
         assert UsageIdentity().get_principal_id(lookup=False) == "prn_a"
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
-        assert holder.stdout is not None
-        holder.stdout.close()
     assert _on_disk(arcade_dir.parent)["linked_principal_id"] == "prn_a"
     assert identity.end_session() == "prn_a"
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import fcntl
-import importlib
-import inspect
 import json
 import os
 import subprocess
@@ -14,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import arcade_usage
 from arcade_usage import (
     DeliveryError,
     MessageRefusedError,
@@ -38,37 +34,6 @@ HAND_OVER_ALLOWED = {
     "faulthandler",
     "fcntl",
 }
-
-
-def _type_checking_imports() -> set[str]:
-    tree = ast.parse(Path(inspect.getfile(arcade_usage)).read_text())
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            for stmt in node.body:
-                assert isinstance(stmt, ast.ImportFrom)
-                names.update(alias.asname or alias.name for alias in stmt.names)
-    return names
-
-
-def test_all_the_name_table_and_the_type_checking_imports_agree() -> None:
-    table = arcade_usage._NAMES
-    assert sorted(arcade_usage.__all__) == sorted(table)
-    assert len(set(arcade_usage.__all__)) == len(arcade_usage.__all__)
-    assert _type_checking_imports() == set(table)
-
-
-@pytest.mark.parametrize("name", arcade_usage.__all__)
-def test_every_public_name_resolves_to_its_home(name: str) -> None:
-    value = getattr(arcade_usage, name)
-    home = importlib.import_module(f"arcade_usage.{arcade_usage._NAMES[name]}")
-    assert getattr(home, name) is value
-    assert name in dir(arcade_usage)
-
-
-def test_an_unknown_name_is_an_attribute_error() -> None:
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = arcade_usage.nope
 
 
 def test_every_error_has_the_package_root_and_none_is_an_os_error() -> None:
