@@ -10,7 +10,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,65 @@ def test_a_sender_killed_mid_upload_loses_nothing(
     assert delivered[0]["uuid"] == queued[0]["uuid"]
     assert delivered[0]["timestamp"] == queued[0]["timestamp"]
     assert Outbox(work_dir).count() == 0
+
+
+@contextmanager
+def last_request_under_way(work_dir: Path) -> Iterator[Outbox]:
+    """Another uploader is in its last request: its lease is gone, it holds the upload lock,
+    and the attempt is recorded as a pending back-off. The block ends the request (the
+    caller records how: `clear_backoff()` for a success, `back_off()` for a failure)."""
+    outbox = Outbox(work_dir)
+    with outbox.upload_lock() as lock:
+        assert lock.acquired
+        outbox.back_off_pending(5.6)
+        yield outbox
+
+
+def _first_command_delivered(posthog: FakePostHog, work_dir: Path, track: Track) -> None:
+    track("first")
+    wait_until(posthog.command_events)
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+
+
+@pytest.mark.timeout(40)
+def test_an_event_filed_during_another_uploaders_last_request_goes_when_it_succeeds(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    """No later command is needed: a sender waits for the request to end, then uploads.
+
+    While it waits it keeps saying it is on its way, so the commands that follow start
+    no sender of their own.
+    """
+    _first_command_delivered(posthog, work_dir, track)
+    with last_request_under_way(work_dir) as outbox:
+        track("during")
+        [waiting] = wait_until(lambda: sender_pids(work_dir))
+        spawned = Path(outbox.directory) / ".spawned"
+        first_stamp = spawned.stat().st_mtime
+        wait_until(lambda: spawned.stat().st_mtime > first_stamp + 1.0, timeout=5)
+        track("after")
+        assert sender_pids(work_dir) == [waiting]
+        assert _names(posthog.command_events()) == ["first"]
+        outbox.clear_backoff()  # the request went through
+
+    wait_until(lambda: len(posthog.command_events()) == 3, timeout=12)
+    assert _names(posthog.command_events()) == ["first", "during", "after"]
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+    assert Outbox(work_dir).count() == 0
+
+
+@pytest.mark.timeout(40)
+def test_an_event_filed_during_another_uploaders_last_request_waits_out_its_failure(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    _first_command_delivered(posthog, work_dir, track)
+    with last_request_under_way(work_dir) as outbox:
+        track("during")
+        wait_until(lambda: sender_pids(work_dir))
+        outbox.back_off()  # the request failed: a real back-off now
+    wait_until(lambda: not sender_pids(work_dir), timeout=12)
+    assert posthog.requests == 1  # the waiting sender made no attempt of its own
+    assert _names(_outbox(work_dir)) == ["during"]
 
 
 @pytest.mark.timeout(40)

@@ -627,6 +627,36 @@ def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(
     assert 3500 < outbox.backoff_remaining() <= 3600
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff\xfe not UTF-8",
+        b"[1, 2]",
+        b'{"until": "soon", "delay": 2}',
+        b'{"until": 1'
+        + b"0" * 400
+        + b', "delay": 1'
+        + b"0" * 400
+        + b', "failures": 1'
+        + b"0" * 400
+        + b"}",
+        b'{"until": 1e999, "delay": 1e999, "failures": 1e999, "pending": true}',
+    ],
+    ids=["empty", "not-utf8", "a-list", "a-string", "huge-integers", "infinite"],
+)
+def test_a_back_off_file_that_makes_no_sense_holds_nothing_back(
+    work_dir: Path, content: bytes
+) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    (Path(outbox.directory) / ".backoff").write_bytes(content)
+    assert outbox.backoff_remaining() == 0
+    assert not outbox.attempt_under_way()
+    assert 0 < outbox.back_off() <= 3600  # a failure then starts a back-off afresh
+    assert 0 < outbox.backoff_remaining() <= 3600
+
+
 # -- consent, checked by the sender itself -----------------------------------------------
 
 

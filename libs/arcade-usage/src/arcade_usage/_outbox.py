@@ -17,12 +17,16 @@
   AT_WORK_GRACE; the uploader removes the lease and waits longer than that
   before its last look at the outbox, so a message filed while the lease was
   trusted is always seen.
-- `.spawned`: the pid of the last sender started, dated then; within a second
-  of that, while it lives, a capture files its message for that sender instead
-  of starting another.
+- `.spawned`: the pid of the last sender started, dated then (and again every
+  quarter second while it waits for the upload lock); within a second of that,
+  while it lives, a capture files its message for that sender instead of
+  starting another.
 - `.backoff`: `{"until": t, "delay": d}` after a failed upload; until then no
   process starts an upload. A value the clock makes absurd (more than `delay`
-  away) counts as expired.
+  away) counts as expired. An uploader records each request as a failure before
+  it is made (`"pending": true`), so that one killed mid-request leaves a
+  back-off behind; while its maker still holds the upload lock, that record is an
+  attempt under way, not a back-off: a sender started then waits for the lock.
 
 The outbox touches only what it wrote: the directory must be a real directory
 owned by the user (never a symlink), entries are opened with `O_NOFOLLOW` and
@@ -44,6 +48,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from contextlib import AbstractContextManager
+    from typing import Any
 
     from arcade_usage._events import Message
 
@@ -447,30 +452,24 @@ class Outbox:
 
         return held()
 
-    def upload_lock(self, *, wait_until: float | None = None) -> UploadLock:
-        """The lock only the uploader holds; `wait_until` (monotonic) bounds the wait for it."""
-        return UploadLock(self, wait_until)
+    def upload_lock(
+        self, *, wait_until: float | None = None, waiting: Callable[[], object] | None = None
+    ) -> UploadLock:
+        """The lock only the uploader holds; `wait_until` (monotonic) bounds the wait for it,
+        and `waiting` is called every HEARTBEAT_SECONDS of it (POSIX)."""
+        return UploadLock(self, wait_until, waiting)
 
     # -- back-off ----------------------------------------------------------------------
 
     def backoff_remaining(self) -> float:
         """Seconds before an upload may be tried again; 0 when it may be now."""
-        import json
-
-        path = os.path.join(self.directory, _BACKOFF)
+        record = self._backoff_record()
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-        except OSError:
-            return 0.0
-        try:
-            record = json.loads(os.read(fd, 4096))
             left = float(record["until"]) - self._clock()
             delay = float(record["delay"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, ValueError, TypeError, OverflowError):
             return 0.0
-        finally:
-            os.close(fd)
-        return left if 0 < left <= delay else 0.0
+        return left if 0 < left <= delay <= MAX_BACKOFF_SECONDS else 0.0
 
     def back_off(self, retry_after: float | None = None) -> float:
         """Record a failed upload; returns the delay before the next attempt.
@@ -498,24 +497,45 @@ class Outbox:
         import json
 
         failures = self._failures()
-        record = {"until": self._clock() + seconds, "delay": seconds, "failures": failures}
+        record = {
+            "until": self._clock() + seconds,
+            "delay": seconds,
+            "failures": failures,
+            "pending": True,
+        }
         _write_new(
             os.path.join(self.directory, _BACKOFF), json.dumps(record).encode(), durable=False
         )
 
-    def _failures(self) -> int:
-        import json
+    def attempt_under_way(self) -> bool:
+        """True while the back-off is only an uploader's request in flight: recorded as
+        pending, and the upload lock held (its maker lives). It ends as a success (no
+        back-off) or a failure (a real one)."""
+        return self._backoff_record().get("pending") is True and self._lock_held()
 
+    def _failures(self) -> int:
+        try:
+            return int(self._backoff_record().get("failures", 0))
+        except (ValueError, TypeError, OverflowError):
+            return 0
+
+    def _backoff_record(self) -> dict[str, Any]:
+        """`.backoff`'s record; empty when there is none, or none that reads as one."""
         try:
             fd = os.open(
                 os.path.join(self.directory, _BACKOFF), os.O_RDONLY | _NOFOLLOW | _NONBLOCK
             )
-            try:
-                return int(json.loads(os.read(fd, 4096))["failures"])
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+        except OSError:
+            return {}  # the common case: json is not even imported
+        import json
+
+        try:
+            record = json.loads(os.read(fd, 4096))
+        except (OSError, ValueError):
+            return {}
+        finally:
+            os.close(fd)
+        return record if isinstance(record, dict) else {}
 
     def clear_backoff(self) -> None:
         try:  # noqa: SIM105 - no contextlib on the hand-over path
@@ -532,9 +552,12 @@ class UploadLock:
     hands its event over does not pay filelock's import; elsewhere filelock works.
     """
 
-    def __init__(self, outbox: Outbox, wait_until: float | None) -> None:
+    def __init__(
+        self, outbox: Outbox, wait_until: float | None, waiting: Callable[[], object] | None
+    ) -> None:
         self._outbox = outbox
         self._wait_until = wait_until
+        self._waiting = waiting
         self.acquired = False
         self._release: Callable[[], object] = lambda: None
 
@@ -547,14 +570,19 @@ class UploadLock:
             self._acquire_with_filelock(path)
             return self
         fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
+        next_call = time.monotonic() + HEARTBEAT_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError:
-                if self._wait_until is None or time.monotonic() >= self._wait_until:
+                now = time.monotonic()
+                if self._wait_until is None or now >= self._wait_until:
                     os.close(fd)
                     return self
+                if self._waiting is not None and now >= next_call:
+                    next_call = now + HEARTBEAT_SECONDS
+                    self._waiting()
                 time.sleep(0.05)
         self.acquired = True
         self._release = lambda: os.close(fd)

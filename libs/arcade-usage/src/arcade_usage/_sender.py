@@ -49,14 +49,22 @@ def main() -> None:
             outbox.file(event.encode("utf-8", "replace"), durable=True)
         except OSError:
             return  # nowhere to keep it; the command has long finished either way
-    if outbox.uploader_at_work() or outbox.backoff_remaining() > 0:
+    if outbox.uploader_at_work():
+        return
+    if outbox.backoff_remaining() > 0 and not outbox.attempt_under_way():
         return
     from arcade_usage._posthog import SEND_TIMEOUT
 
     # The last moment a request may start and still end before the hard exit.
     last_start = started + HARD_EXIT_SECONDS - SEND_TIMEOUT - LAST_START_MARGIN
-    with outbox.upload_lock(wait_until=last_start) as lock:
-        # The lock may be held by an uploader finishing its last request: wait for it.
+
+    # The lock may be held by an uploader finishing its last request: wait for it, and
+    # meanwhile tell the captures that a sender is on its way (they start no other).
+    def on_its_way() -> None:
+        outbox.mark_sender_started(os.getpid())
+
+    with outbox.upload_lock(wait_until=last_start, waiting=on_its_way) as lock:
+        # Its request failed (or its maker was killed during it): the back-off holds.
         if not lock.acquired or outbox.backoff_remaining() > 0:
             return
         from arcade_usage._posthog import upload

@@ -231,11 +231,15 @@ class UsageService:
 
 
 def _taken_care_of(outbox: Outbox) -> bool:
-    """Whether a message filed now will be uploaded without starting a sender for it."""
+    """Whether a message filed now will be uploaded without starting a sender for it.
+
+    An uploader's last request under way is not a back-off: its lease is gone, so
+    what is filed now is not in that request, and a sender must wait to take it.
+    """
     return (
         outbox.uploader_at_work(grace=AT_WORK_GRACE)
         or outbox.sender_started_recently()
-        or outbox.backoff_remaining() > 0
+        or (outbox.backoff_remaining() > 0 and not outbox.attempt_under_way())
     )
 
 
