@@ -16,14 +16,6 @@ from servers import FakeCloud, FakePostHog
 DEAD_URL = "http://127.0.0.1:9"
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: two workers a core. The tests mostly wait (on processes they start,
-    on servers that hang, on deadlines), so a core serves two: on 2 cores the suite
-    takes about 105 s with 4 workers, against 180 s with 2."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 2 * (cores or 1)
-
-
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private home and work dir, no opt-out or CI variables, loopback-only URLs."""
