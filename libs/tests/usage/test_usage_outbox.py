@@ -652,9 +652,27 @@ def test_a_back_off_file_that_makes_no_sense_holds_nothing_back(
     outbox.prepare()
     (Path(outbox.directory) / ".backoff").write_bytes(content)
     assert outbox.backoff_remaining() == 0
-    assert not outbox.attempt_under_way()
+    assert not outbox.held_back()
     assert 0 < outbox.back_off() <= 3600  # a failure then starts a back-off afresh
     assert 0 < outbox.backoff_remaining() <= 3600
+
+
+def test_a_request_in_flight_holds_nothing_back_but_one_whose_maker_died_does(
+    work_dir: Path,
+) -> None:
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    with outbox.upload_lock() as lock:  # an uploader, its request under way
+        assert lock.acquired
+        outbox.back_off_pending(5.6)
+        assert outbox.backoff_remaining() > 0
+        assert not outbox.held_back()
+    # Gone without clearing or replacing the record: it was killed mid-request.
+    assert outbox.held_back()
+    outbox.clear_backoff()
+    assert not outbox.held_back()
+    outbox.back_off()
+    assert outbox.held_back()
 
 
 # -- consent, checked by the sender itself -----------------------------------------------

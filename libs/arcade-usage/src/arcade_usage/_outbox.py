@@ -26,7 +26,8 @@
   away) counts as expired. An uploader records each request as a failure before
   it is made (`"pending": true`), so that one killed mid-request leaves a
   back-off behind; while its maker still holds the upload lock, that record is an
-  attempt under way, not a back-off: a sender started then waits for the lock.
+  attempt under way, not a back-off (`held_back`): a sender started then waits
+  for the lock.
 
 The outbox touches only what it wrote: the directory must be a real directory
 owned by the user (never a symlink), entries are opened with `O_NOFOLLOW` and
@@ -66,6 +67,8 @@ uploader waits longer than this between dropping its lease and its last look."""
 SPAWN_INTERVAL = 1.0
 """At most one sender started per outbox in this many seconds."""
 MAX_BACKOFF_SECONDS = 24 * 3600.0
+MAX_FAILURES = 32
+"""Failures in a row counted at most (the back-off stops doubling at an hour long before)."""
 SEQ_RESET_BYTES = 1 << 20
 PRUNE_EVERY = 256
 """Every this many messages, the one filing it applies the bounds itself."""
@@ -463,7 +466,25 @@ class Outbox:
 
     def backoff_remaining(self) -> float:
         """Seconds before an upload may be tried again; 0 when it may be now."""
+        return self._remaining(self._backoff_record())
+
+    def held_back(self) -> bool:
+        """Whether a back-off holds uploads back now.
+
+        A pending record whose maker still holds the upload lock is no back-off but
+        an uploader's request in flight, which ends as a success (the record goes) or
+        a failure (a real back-off). The record is read again after the lock is found
+        free: its maker clears or replaces it before letting go of the lock, so a
+        pending record still there then is one a killed uploader left.
+        """
         record = self._backoff_record()
+        if record.get("pending") is True:
+            if self._lock_held():
+                return False
+            record = self._backoff_record()
+        return self._remaining(record) > 0
+
+    def _remaining(self, record: dict[str, Any]) -> float:
         try:
             left = float(record["until"]) - self._clock()
             delay = float(record["delay"])
@@ -480,8 +501,7 @@ class Outbox:
         import json
 
         path = os.path.join(self.directory, _BACKOFF)
-        failures = self._failures()
-        failures = min(failures + 1, 32)
+        failures = min(self._failures() + 1, MAX_FAILURES)
         delay = min(2.0**failures, 3600.0)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_BACKOFF_SECONDS))
@@ -507,15 +527,9 @@ class Outbox:
             os.path.join(self.directory, _BACKOFF), json.dumps(record).encode(), durable=False
         )
 
-    def attempt_under_way(self) -> bool:
-        """True while the back-off is only an uploader's request in flight: recorded as
-        pending, and the upload lock held (its maker lives). It ends as a success (no
-        back-off) or a failure (a real one)."""
-        return self._backoff_record().get("pending") is True and self._lock_held()
-
     def _failures(self) -> int:
         try:
-            return int(self._backoff_record().get("failures", 0))
+            return min(max(int(self._backoff_record().get("failures", 0)), 0), MAX_FAILURES)
         except (ValueError, TypeError, OverflowError):
             return 0
 
@@ -531,7 +545,7 @@ class Outbox:
 
         try:
             record = json.loads(os.read(fd, 4096))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         finally:
             os.close(fd)
@@ -570,7 +584,7 @@ class UploadLock:
             self._acquire_with_filelock(path)
             return self
         fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
-        next_call = time.monotonic() + HEARTBEAT_SECONDS
+        next_call = time.monotonic()  # at once: the stamp it renews may be a second old
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

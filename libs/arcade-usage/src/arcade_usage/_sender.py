@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 HARD_EXIT_SECONDS = 10.0
 LAST_START_MARGIN = 0.5
+WAIT_MARGIN = 1.0
+"""A sender gives up waiting for the upload lock this long before its last start."""
 
 
 def main() -> None:
@@ -51,7 +53,7 @@ def main() -> None:
             return  # nowhere to keep it; the command has long finished either way
     if outbox.uploader_at_work():
         return
-    if outbox.backoff_remaining() > 0 and not outbox.attempt_under_way():
+    if outbox.held_back():
         return
     from arcade_usage._posthog import SEND_TIMEOUT
 
@@ -61,9 +63,13 @@ def main() -> None:
     # The lock may be held by an uploader finishing its last request: wait for it, and
     # meanwhile tell the captures that a sender is on its way (they start no other).
     def on_its_way() -> None:
-        outbox.mark_sender_started(os.getpid())
+        try:  # noqa: SIM105 - no contextlib on the hand-over path
+            outbox.mark_sender_started(os.getpid())
+        except OSError:
+            pass  # unstamped, a capture may start another sender: harmless
 
-    with outbox.upload_lock(wait_until=last_start, waiting=on_its_way) as lock:
+    # It stops waiting while there is still time to upload (a lease, then the last look).
+    with outbox.upload_lock(wait_until=last_start - WAIT_MARGIN, waiting=on_its_way) as lock:
         # Its request failed (or its maker was killed during it): the back-off holds.
         if not lock.acquired or outbox.backoff_remaining() > 0:
             return

@@ -239,7 +239,7 @@ def _taken_care_of(outbox: Outbox) -> bool:
     return (
         outbox.uploader_at_work(grace=AT_WORK_GRACE)
         or outbox.sender_started_recently()
-        or (outbox.backoff_remaining() > 0 and not outbox.attempt_under_way())
+        or outbox.held_back()
     )
 
 
