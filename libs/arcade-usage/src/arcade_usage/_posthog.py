@@ -11,6 +11,7 @@ message alike, so the batch goes whole.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -198,30 +199,22 @@ class _Delivery:
             self.outbox.remove(name)
 
 
-_SESSION: list[Any] = []
-
-
+@functools.cache
 def _no_retries(posthog_request: Any) -> dict[str, Any]:
-    """Arguments that make `post` try once: a retry-free session of our own (7.x takes
-    `session=`). posthog 6.x has no such argument: there its shared session (used only
-    by this short-lived sender, or for one alias) gets a retry-free adapter instead."""
+    """Arguments that make `post` try once, worked out once per process: a retry-free
+    session of our own (7.x takes `session=`). posthog 6.x has no such argument: there
+    its shared session (used only by this short-lived sender, or for one alias) gets a
+    retry-free adapter instead."""
     from requests import Session
     from requests.adapters import HTTPAdapter
 
-    if not _SESSION:
-        session = Session()
+    takes_session = "session" in posthog_request.post.__code__.co_varnames
+    session = Session() if takes_session else getattr(posthog_request, "_session", None)
+    if session is not None:
         adapter = HTTPAdapter(max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        _SESSION.append(session)
-    if "session" in posthog_request.post.__code__.co_varnames:
-        return {"session": _SESSION[0]}
-    shared = getattr(posthog_request, "_session", None)
-    if shared is not None:
-        adapter = HTTPAdapter(max_retries=0)
-        shared.mount("https://", adapter)
-        shared.mount("http://", adapter)
-    return {}
+    return {"session": session} if takes_session else {}
 
 
 def _with_library(message: Message, version: str) -> dict[str, Any]:

@@ -51,9 +51,7 @@ def main() -> None:
             outbox.file(event.encode("utf-8", "replace"), durable=True)
         except OSError:
             return  # nowhere to keep it; the command has long finished either way
-    if outbox.uploader_at_work():
-        return
-    if outbox.held_back():
+    if outbox.uploader_at_work() or outbox.held_back():
         return
     from arcade_usage._posthog import SEND_TIMEOUT
 
