@@ -193,11 +193,9 @@ class Side:
             "ARCADE_USAGE_POSTHOG_HOST": servers.posthog_url,
             "ARCADE_USAGE_POSTHOG_API_KEY": "phc_bench",
         }
-        if self.flavour == "ours":
-            env["ARCADE_WORK_DIR"] = str(home)
-        else:
-            # arcade-mcp's ARCADE_WORK_DIR names the .arcade directory itself.
-            env["ARCADE_WORK_DIR"] = str(home / ".arcade")
+        # ARCADE_WORK_DIR names the configuration folder itself, for both sides.
+        env["ARCADE_WORK_DIR"] = str(home / ".arcade")
+        if self.flavour != "ours":
             env["ARCADE_BENCH_POSTHOG_HOST"] = servers.posthog_url
             env["ARCADE_DISABLE_AUTOUPDATE"] = "1"  # its PyPI update check is not tracking
         if not tracking:
@@ -220,11 +218,11 @@ def _prepare_ours(home: Path, servers: Servers, *, credentials: bool, linked: bo
     """
     from arcade_identity import OUTBOX_DIR, Credentials, UsageIdentity, save_credentials
 
-    identity = UsageIdentity(home)
+    identity = UsageIdentity(home / ".arcade")
     identity.load_or_create()
     (identity.directory / OUTBOX_DIR).mkdir(mode=0o700, exist_ok=True)
     if credentials:
-        save_credentials(Credentials(API_KEY, EMAIL, servers.cloud_url), home)
+        save_credentials(Credentials(API_KEY, EMAIL, servers.cloud_url), home / ".arcade")
     if linked:
         identity.set_linked_principal_id(PRINCIPAL)
 

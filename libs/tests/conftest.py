@@ -25,7 +25,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("ARCADE_WORK_DIR", str(home))
+    # ARCADE_WORK_DIR names the configuration folder itself (as arcade-core reads it);
+    # it is not created here, so a test sees what tracking creates.
+    monkeypatch.setenv("ARCADE_WORK_DIR", str(home / ".arcade"))
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", DEAD_URL)
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_API_KEY", "phc_test")
     monkeypatch.setenv("ARCADE_CLOUD_URL", DEAD_URL)
@@ -40,13 +42,14 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def work_dir(isolated_env: Path) -> Path:
-    """`ARCADE_WORK_DIR`; the files live in its `.arcade`."""
-    return isolated_env
+    """`ARCADE_WORK_DIR`: the configuration folder itself, where the files live."""
+    return isolated_env / ".arcade"
 
 
 @pytest.fixture
 def arcade_dir(work_dir: Path) -> Path:
-    return work_dir / ".arcade"
+    """The same folder as `work_dir`, by the name a test about its files reads best with."""
+    return work_dir
 
 
 @pytest.fixture

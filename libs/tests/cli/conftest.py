@@ -45,5 +45,5 @@ def first_run(posthog: FakePostHog, arcade_dir: Path) -> str:
     assert result.returncode == 0, result.stderr
     event = wait_until(posthog.command_events)[0]
     assert event["distinct_id"] == json.loads((arcade_dir / "usage.json").read_text())["anon_id"]
-    wait_until(lambda: not sender_pids(arcade_dir.parent))  # its sender has finished too
+    wait_until(lambda: not sender_pids(arcade_dir))  # its sender has finished too
     return str(event["distinct_id"])

@@ -21,7 +21,7 @@ def assert_nothing_sent(posthog: FakePostHog, work_dir: Path, already: int = 0) 
     """No sender was started: none is alive, none delivered, none queued an event."""
     assert sender_pids(work_dir) == []
     assert len(posthog.events()) == already
-    outbox = work_dir / ".arcade" / "usage_outbox"
+    outbox = work_dir / "usage_outbox"
     assert not outbox.exists() or not any(outbox.glob("*.json"))
 
 

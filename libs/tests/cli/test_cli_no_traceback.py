@@ -169,15 +169,13 @@ def test_ctrl_c_while_the_tracker_waits_for_the_cloud(
 
 # -- the disk ------------------------------------------------------------------------------
 
-# The work dir becomes, for one arcade process only, a full tmpfs or a read-only view.
+# The home holding the configuration folder (ARCADE_WORK_DIR, not created yet) becomes,
+# for one arcade process only, a full tmpfs or a read-only view.
 FULL_DISK = (
-    'mount -t tmpfs -o size=16k tmpfs "$ARCADE_WORK_DIR" && '
-    '{ cat /dev/zero > "$ARCADE_WORK_DIR/filler" 2>/dev/null; exec "$@"; }'
+    'mount -t tmpfs -o size=16k tmpfs "$HOME" && '
+    '{ cat /dev/zero > "$HOME/filler" 2>/dev/null; exec "$@"; }'
 )
-READ_ONLY = (
-    'mount --bind "$ARCADE_WORK_DIR" "$ARCADE_WORK_DIR" && '
-    'mount -o remount,ro,bind "$ARCADE_WORK_DIR" && exec "$@"'
-)
+READ_ONLY = 'mount --bind "$HOME" "$HOME" && mount -o remount,ro,bind "$HOME" && exec "$@"'
 
 
 def in_mount_namespace(setup: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -208,7 +206,7 @@ def test_login_and_disable_on_a_disk_that_takes_no_write(
     # Tracking could not keep an identity there either: it quietly did nothing.
     assert sender_pids(work_dir) == []
     assert posthog.requests == 0
-    assert not (work_dir / ".arcade").exists()
+    assert not work_dir.exists()
 
 
 # -- no home directory ---------------------------------------------------------------------

@@ -60,7 +60,7 @@ class Machine:
 
     @property
     def arcade_dir(self) -> Path:
-        return self.work_dir / ".arcade"
+        return self.work_dir
 
     def arcade(self, *args: str) -> None:
         """Run one `arcade` command to prepare the round; it must succeed."""

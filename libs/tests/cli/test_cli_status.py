@@ -46,8 +46,8 @@ def test_first_status_shows_the_whole_screen_and_the_notice_goes_to_stderr(
         "Tracking:         on (the default)\n"
         "Anonymous id:     <uuid>\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json\n"
-        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+        "Identity file:    <work>/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert f"Anonymous id:     {anon_id(arcade_dir)}\n" in result.stdout
     assert "arcade usage disable" in result.stderr  # the one-time notice, never on stdout
@@ -83,8 +83,8 @@ def test_status_json_and_screen_show_what_waits_in_the_outbox(
         "Tracking:         on (the default)\n"
         "Anonymous id:     <uuid>\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json\n"
-        "Outbox:           2 event(s) waiting in <work>/.arcade/usage_outbox\n"
+        "Identity file:    <work>/usage.json\n"
+        "Outbox:           2 event(s) waiting in <work>/usage_outbox\n"
     )
 
 
@@ -115,8 +115,8 @@ def test_disable_then_status_shows_off_and_sends_nothing_until_enabled(
         "Tracking:         off (disabled with `arcade usage disable`)\n"
         "Anonymous id:     <uuid>\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json\n"
-        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+        "Identity file:    <work>/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert f"Anonymous id:     {first_run}\n" in status.stdout
     assert sender_pids(work_dir) == []
@@ -166,8 +166,8 @@ def test_environment_opt_out_shows_why_and_creates_nothing(
         f"Tracking:         off ({reason} is set)\n"
         "Anonymous id:     none yet\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json\n"
-        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+        "Identity file:    <work>/usage.json\n"
+        "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert status_json(**env) == {
         "tracking": False,
@@ -199,9 +199,9 @@ def test_usage_json_that_is_a_directory_is_shown_as_unusable(
         "Tracking:         on (the default)\n"
         "Anonymous id:     none yet\n"
         "Linked principal: none\n"
-        "Identity file:    <work>/.arcade/usage.json"
+        "Identity file:    <work>/usage.json"
         " (unusable: Is a directory)\n"
-        "Outbox:           0 event(s) waiting in <work>/.arcade/usage_outbox\n"
+        "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert status_json()["identity_problem"] == "Is a directory"
 

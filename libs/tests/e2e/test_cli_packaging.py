@@ -157,4 +157,4 @@ def test_wheels_install_by_name_from_pypi_style_metadata_and_track(
     assert event["event"] == "CLI execution succeeded"
     assert event["properties"]["command_name"] == "usage.status"
     assert event["properties"]["cli_version"] == cli_version
-    assert (work_dir / ".arcade" / "usage.json").exists()
+    assert (work_dir / "usage.json").exists()

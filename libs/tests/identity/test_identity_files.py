@@ -171,7 +171,7 @@ def test_the_users_own_symlinks_are_used_not_chmod_ed_through(
     elsewhere = tmp_path / "dotfiles"
     elsewhere.mkdir(mode=0o755)
     elsewhere.chmod(0o755)
-    (work_dir / ".arcade").symlink_to(elsewhere)  # `.arcade` kept with the dotfiles
+    work_dir.symlink_to(elsewhere)  # `.arcade` kept with the dotfiles
     secret = tmp_path / "secret.yaml"
     secret.write_text("cloud:\n  api:\n    key: key-a\n")
     secret.chmod(0o644)
@@ -192,7 +192,7 @@ def test_a_relative_work_dir_is_made_absolute_once(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ARCADE_WORK_DIR", os.path.join("projects", "work"))
-    expected = tmp_path / "projects" / "work" / ".arcade"
+    expected = tmp_path / "projects" / "work"
 
     assert arcade_dir() == expected
     assert credentials_path() == expected / "credentials.yaml"

@@ -46,9 +46,9 @@ def test_processes_racing_on_an_empty_dir_share_one_anon_id(tmp_path: Path) -> N
                 assert worker.stdout is not None
                 answers.append(json.loads(worker.stdout.readline()))
 
-            on_disk = json.loads((work_dir / ".arcade" / "usage.json").read_bytes())
+            on_disk = json.loads((work_dir / "usage.json").read_bytes())
             assert {a["anon_id"] for a in answers} == {on_disk["anon_id"]}, round_no
             # Exactly one of them created the file (and would print the first-run notice).
             assert sum(a["created"] for a in answers) == 1, round_no
-            leftovers = [p.name for p in (work_dir / ".arcade").iterdir() if p.suffix == ".tmp"]
+            leftovers = [p.name for p in work_dir.iterdir() if p.suffix == ".tmp"]
             assert leftovers == []

@@ -36,12 +36,12 @@ Tally = dict[str, int]
 
 
 def _on_disk(work_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((work_dir / ".arcade" / "usage.json").read_bytes())
+    data: dict[str, Any] = json.loads((work_dir / "usage.json").read_bytes())
     return data
 
 
 def _leftovers(work_dir: Path) -> list[str]:
-    return [p.name for p in (work_dir / ".arcade").iterdir() if p.name.endswith(".tmp")]
+    return [p.name for p in work_dir.iterdir() if p.name.endswith(".tmp")]
 
 
 def _report(name: str, tally: Tally) -> None:
@@ -258,7 +258,7 @@ def test_logout_ends_the_linked_principal_once(work_dir: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_held_lock_makes_the_transition_give_up_in_time(arcade_dir: Path) -> None:
-    identity = _linked_to_a(arcade_dir.parent)
+    identity = _linked_to_a(arcade_dir)
     with lock_held(arcade_dir / "usage.json.lock"):
         other = UsageIdentity()
         start = time.monotonic()
@@ -272,7 +272,7 @@ def test_a_held_lock_makes_the_transition_give_up_in_time(arcade_dir: Path) -> N
             other.end_session(timeout=0.1)
         # Reads never wait for the lock.
         assert UsageIdentity().get_principal_id(lookup=False) == "prn_a"
-    assert _on_disk(arcade_dir.parent)["linked_principal_id"] == "prn_a"
+    assert _on_disk(arcade_dir)["linked_principal_id"] == "prn_a"
     assert identity.end_session() == "prn_a"
 
 

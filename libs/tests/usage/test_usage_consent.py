@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +47,8 @@ def _assert_nothing_happened(
     assert posthog.requests == 0
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
-    assert {str(p.relative_to(work_dir)) for p in work_dir.rglob("*")} == files
+    home = work_dir.parent
+    assert {str(p.relative_to(home)) for p in home.rglob("*")} == files
 
 
 @pytest.mark.parametrize(
@@ -193,9 +193,9 @@ def test_opted_out_arcade_shows_no_notice_and_leaves_no_file(
     assert result.returncode == 0, result.stderr
     assert "Tracking:         off" in result.stdout
     assert NOTICE_MARK not in result.stderr + result.stdout
-    assert list(work_dir.iterdir()) == []
+    assert list(work_dir.parent.iterdir()) == []
     assert posthog.requests == 0
-    assert not os.path.exists(work_dir / ".arcade")
+    assert not work_dir.exists()
 
 
 def test_debug_shows_the_alias_but_leaves_it_for_a_real_run(
@@ -251,7 +251,7 @@ def test_the_notice_is_true_whoever_the_user_is(
     expected = (
         "prn_notice"
         if state == "logged in"
-        else json.loads((work_dir / ".arcade" / "usage.json").read_bytes())["anon_id"]
+        else json.loads((work_dir / "usage.json").read_bytes())["anon_id"]
     )
     assert event["distinct_id"] == expected
     assert event["properties"]["cli_name"] == "othertool"

@@ -285,7 +285,7 @@ def test_the_sender_leaves_the_users_python_configuration_out(
     assert argv[1:4] == [b"-s", b"-m", b"arcade_usage"]
     assert b"PYTHONWARNINGS=ignore" in environ
     assert not [v for v in environ if v.startswith(b"PYTHONINSPECT=")]
-    assert Path(f"/proc/{pid}/cwd").resolve() == (work_dir / ".arcade").resolve()
+    assert Path(f"/proc/{pid}/cwd").resolve() == work_dir.resolve()
 
     _restore(posthog)  # the hung upload fails; after the back-off, the next sender delivers both
     _back_off_passed(work_dir)

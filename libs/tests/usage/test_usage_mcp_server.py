@@ -88,7 +88,7 @@ def _all_arrived(posthog: FakePostHog, work_dir: Path, count: int) -> list[dict[
 def test_each_tool_call_is_one_event_and_the_stream_stays_json_rpc(
     posthog: FakePostHog, work_dir: Path, tmp_path: Path
 ) -> None:
-    assert not (work_dir / ".arcade").exists()  # a first run: the notice is due
+    assert not work_dir.exists()  # a first run: the notice is due
     calls: list[tuple[str, dict[str, Any]]] = [
         *[("echo", {"text": f"hello {i}"}) for i in range(12)],
         *[("add", {"a": i, "b": 1}) for i in range(12)],

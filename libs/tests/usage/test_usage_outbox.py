@@ -435,7 +435,7 @@ def test_a_symlinked_outbox_is_never_followed(
     track: Track,
     spawns: list[list[str]],
 ) -> None:
-    project = work_dir / "project"
+    project = work_dir.parent / "project"
     project.mkdir()
     (project / "package.json").write_text('{"name": "mine"}')
     (project / "config.json").write_text("{}")

@@ -84,7 +84,7 @@ def test_error_message_is_scrubbed_and_cut(posthog: FakePostHog, work_dir: Path)
     key = "c2VjcmV0LWFwaS1rZXktOTk5"  # no key-like shape: only knowing it can remove it
     email = "jane.doe@example.com"
     save_credentials(Credentials(key, email))
-    home = str(work_dir)
+    home = str(work_dir.parent)
     message = (
         f"request with {key} for {email} failed reading {home}/project/arcade.toml: "
         + "detail " * 80

@@ -45,7 +45,8 @@ class UsageIdentity:
     are decided and written under the `usage.json` lock after a re-read, so they
     happen once however many processes find the same change together.
 
-    The `.arcade` directory is found on first use, not here: a tool can build an
+    `work_dir` is the configuration folder itself (default: `$ARCADE_WORK_DIR`, else
+    `~/.arcade`). It is found on first use, not here: a tool can build an
     instance at import time on a machine with no home directory, and learns of it
     (HomeNotFoundError) only when it asks for the identity.
     """

@@ -1,14 +1,17 @@
-"""Where `.arcade` is, and everything of ours that lives in it.
+"""Where the Arcade configuration folder is, and everything of ours that lives in it.
 
-`$ARCADE_WORK_DIR/.arcade/` (the work dir defaults to the home directory) holds,
-for both arcade-identity and arcade-usage:
+The folder is `$ARCADE_WORK_DIR` itself, as arcade-core 4.23 reads it, else
+`~/.arcade`: every Arcade tool on the machine finds the same identity and the
+same credentials there. Below, `.arcade` means that folder. It holds, for both
+arcade-identity and arcade-usage:
 
 ========================  ===============  ====================================================
 name                      owner            what
 ========================  ===============  ====================================================
 `usage.json`              arcade-identity  `anon_id` and `linked_principal_id` (0600, atomic)
 `usage.json.lock`         arcade-identity  sidecar lock held for every read-modify-write
-`credentials.yaml`        arcade-identity  the Arcade Cloud API key from `arcade login` (0600)
+`credentials.yaml`        whichever CLI    Arcade Cloud credentials (arcade-core's `Config`, or
+                          logged in        our `arcade login`); tracking only reads it (0600)
 `principal_lookup.json`   arcade-identity  the last failed principal lookup (5 min memory)
 `usage_outbox/`           arcade-usage     events waiting for PostHog, and the outbox's lock
 `usage_disabled`          arcade-usage     the persisted opt-out (`arcade usage disable`)
@@ -40,7 +43,8 @@ DEFAULT_CLOUD_URL = "https://cloud.arcade.dev"
 
 
 def arcade_dir(work_dir: str | os.PathLike[str] | None = None) -> Path:
-    """`$ARCADE_WORK_DIR/.arcade` as an absolute path; the work dir defaults to the home.
+    """The configuration folder as an absolute path: `work_dir`, else `$ARCADE_WORK_DIR`,
+    else `~/.arcade`.
 
     A relative work dir is taken relative to the current directory now, so that a
     caller that keeps the result (or hands it to a child) keeps one place.
@@ -49,8 +53,8 @@ def arcade_dir(work_dir: str | os.PathLike[str] | None = None) -> Path:
     from pathlib import Path  # here: the detached sender needs only the names above
 
     if work_dir is None or os.fspath(work_dir) == "":
-        work_dir = os.environ.get("ARCADE_WORK_DIR") or _home()
-    return Path(os.path.abspath(work_dir)) / ARCADE_DIR
+        work_dir = os.environ.get("ARCADE_WORK_DIR") or os.path.join(_home(), ARCADE_DIR)
+    return Path(os.path.abspath(work_dir))
 
 
 def _home() -> str:

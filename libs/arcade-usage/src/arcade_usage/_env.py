@@ -6,7 +6,7 @@ What a user or another tool may set:
 - `DO_NOT_TRACK`: any value but empty, `0`, `false`, `no`, `off` turns it off.
 - `ARCADE_USAGE_DEBUG`: print each event to stderr as a JSON line, send nothing.
 - `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: where events go.
-- `ARCADE_WORK_DIR`: the directory holding `.arcade` (default: the home directory).
+- `ARCADE_WORK_DIR`: the Arcade configuration folder itself (default: `~/.arcade`).
 
 The parent → sender protocol. `UsageService.capture` starts
 `python -s -m arcade_usage` in a new session, working directory `.arcade`, stdio on

@@ -101,7 +101,7 @@ def _anon_id_of(arcade: str) -> Callable[[], str | None]:
             from arcade_identity import IdentityUnavailableError, UsageIdentity
 
             try:
-                found.append(str(UsageIdentity(os.path.dirname(arcade)).anon_id))
+                found.append(str(UsageIdentity(arcade).anon_id))
             except IdentityUnavailableError:
                 return None
         return found[0]

@@ -72,16 +72,15 @@ class ServerTracker:
                 arcade = arcade_dir(self.work_dir)
             except IdentityUnavailableError:
                 return None
-            work_dir = arcade.parent
             if self._service is None:
-                self._service = UsageService(work_dir=work_dir)
+                self._service = UsageService(work_dir=arcade)
             if self._identity is None:
-                self._identity = UsageIdentity(work_dir)
+                self._identity = UsageIdentity(arcade)
             self._arcade = str(arcade)
         return self._arcade
 
-    def _arcade_parent(self) -> str | os.PathLike[str] | None:
-        return os.path.dirname(self._arcade) if self._arcade is not None else self.work_dir
+    def _arcade_or_work_dir(self) -> str | os.PathLike[str] | None:
+        return self._arcade if self._arcade is not None else self.work_dir
 
     @property
     def service(self) -> UsageService:
@@ -128,9 +127,7 @@ class ServerTracker:
         try:
             # An identity of its own: the lookup may take up to 2 s, and tool calls
             # made meanwhile on other threads must not wait for it.
-            identity = UsageIdentity(
-                self.work_dir if self._arcade is None else self._arcade_parent()
-            )
+            identity = UsageIdentity(self._arcade_or_work_dir())
             identity.load_or_create()
             if identity.created:
                 print_notice()
@@ -193,7 +190,7 @@ class ServerTracker:
     def _create_identity(self) -> None:
         try:
             with self._creating:
-                identity = UsageIdentity(self._arcade_parent())
+                identity = UsageIdentity(self._arcade_or_work_dir())
                 identity.load_or_create()
                 if identity.created:
                     print_notice()

@@ -195,7 +195,7 @@ class UsageService:
                 HOST_ENV: self.host,
                 API_KEY_ENV: self.api_key,
                 OUTBOX_ENV: outbox.directory,
-                WORK_DIR_ENV: os.path.dirname(os.path.dirname(outbox.directory)),
+                WORK_DIR_ENV: os.path.dirname(outbox.directory),
                 SENDER_ENV: "1",
                 "PYTHONWARNINGS": "ignore",
             }

@@ -204,7 +204,7 @@ def known_secrets(identity: UsageIdentity) -> list[str | None]:
             return []
         from arcade_identity import CredentialsError, read_credentials
 
-        credentials = read_credentials(os.path.dirname(os.path.dirname(identity.path)))
+        credentials = read_credentials(os.path.dirname(identity.path))
     except (CredentialsError, OSError):
         return []
     return [] if credentials is None else [credentials.api_key, credentials.email]
