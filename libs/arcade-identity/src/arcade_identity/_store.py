@@ -27,9 +27,9 @@ from typing import Any
 
 from arcade_identity._files import (
     DIR_MODE,
-    FILE_MODE,
     NotRegularFileError,
     ensure_private_dir,
+    file_lock,
     read_regular,
     tighten,
     write_atomic,
@@ -110,11 +110,11 @@ class IdentityStore:
         on disk. Raises IdentityBusyError if the lock is not had within `timeout`
         seconds, IdentityUnavailableError if the file cannot be read or written.
         """
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         try:
             ensure_private_dir(self.directory)
-            with FileLock(self.lock_path, timeout=timeout, mode=FILE_MODE):
+            with file_lock(self.lock_path, timeout):
                 current = self.read()
                 fresh = current is None
                 if current is None:
