@@ -180,6 +180,7 @@ sys.stdin.read()
 @contextlib.contextmanager
 def locks_held(arcade_dir: Path) -> Iterator[Callable[[], None]]:
     """Another process holds the identity's lock and the upload lock; call the result to release."""
+    pytest.importorskip("fcntl")  # the holder takes the upload lock with flock
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCKS, str(arcade_dir)],
         stdin=subprocess.PIPE,
