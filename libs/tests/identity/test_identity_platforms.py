@@ -298,6 +298,23 @@ def test_on_windows_only_a_held_file_is_waited_for(tmp_path: Path) -> None:
     assert slept == []
 
 
+def test_on_windows_a_remove_waits_for_a_holder_as_a_replace_does(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text("cloud: {}")
+    held = HeldOpen(times=2)
+    slept: list[float] = []
+
+    _files.remove(
+        credentials,
+        windows=True,
+        attempt=lambda path: held(path, tmp_path / "gone"),
+        sleep=slept.append,
+    )
+
+    assert not credentials.exists()
+    assert (held.calls, slept) == (3, list(_files.REPLACE_RETRY_DELAYS[:2]))
+
+
 # -- the lock ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,13 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from arcade_identity._files import NotRegularFileError, read_regular, tighten, write_atomic
+from arcade_identity._files import (
+    NotRegularFileError,
+    read_regular,
+    remove,
+    tighten,
+    write_atomic,
+)
 from arcade_identity._paths import CREDENTIALS_FILE, DEFAULT_CLOUD_URL, arcade_dir
 from arcade_identity.exceptions import CredentialsError, CredentialsUnreadableError
 
@@ -138,7 +144,7 @@ def save_credentials(
 def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
     """Delete the credentials file; True when there was one."""
     try:
-        credentials_path(work_dir).unlink()
+        remove(credentials_path(work_dir))
     except FileNotFoundError:
         return False
     return True

@@ -168,9 +168,26 @@ def replace(
     `usage.json`, an antivirus scanning it) with a PermissionError; the holder
     lets go within milliseconds. Elsewhere a PermissionError is final at once.
     """
+    _while_held_open(lambda: attempt(source, target), windows, sleep)
+
+
+def remove(
+    path: str | os.PathLike[str],
+    *,
+    windows: bool = WINDOWS,
+    attempt: Callable[[str | os.PathLike[str]], None] = os.unlink,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """`os.unlink`, tried again on Windows as `replace` is (Windows refuses it the same way)."""
+    _while_held_open(lambda: attempt(path), windows, sleep)
+
+
+def _while_held_open(
+    action: Callable[[], None], windows: bool, sleep: Callable[[float], None]
+) -> None:
     for delay in (*REPLACE_RETRY_DELAYS, None):
         try:
-            attempt(source, target)
+            action()
         except PermissionError:
             if not windows or delay is None:
                 raise
