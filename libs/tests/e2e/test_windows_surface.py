@@ -83,8 +83,11 @@ def test_the_commands_exit_as_on_linux(
     assert on_windows == on_linux
     assert [code for code, _, _ in on_windows] == [0, 0, 0, 0, 0]
     assert "Error" not in "".join(out + err for _, out, err in on_windows)
-    # The surface was in force in every command.
-    commands = [argv for argv in _processes_under_the_surface(log) if "arcade_usage" not in argv]
+    # The surface was in force in every command, and in the senders they started
+    # (`python -s` keeps PYTHONPATH).
+    processes = _processes_under_the_surface(log)
+    assert any(argv[-2:] == ["-m", "arcade_usage"] for argv in processes), processes
+    commands = [argv for argv in processes if "arcade_usage" not in argv]
     assert len(commands) == len(COMMANDS), commands
     assert [tuple(argv[-len(c) :]) for argv, c in zip(commands, COMMANDS, strict=True)] == COMMANDS
 
