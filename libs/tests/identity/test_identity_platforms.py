@@ -23,6 +23,10 @@ import pytest
 from arcade_identity import _files
 from windows_surface import surface_env
 
+ON_WINDOWS = pytest.mark.skipif(
+    sys.platform == "win32", reason="on Windows the suite runs with Windows' own os and icacls"
+)
+
 WINDOWS_OS = types.SimpleNamespace(O_RDONLY=0, O_WRONLY=1, O_BINARY=0x8000)
 """What Windows' `os` has of the names the flags are made of."""
 
@@ -62,6 +66,7 @@ print(json.dumps(answers))
 """
 
 
+@ON_WINDOWS
 def test_read_regular_with_windows_os_surface_refuses_what_it_refuses_on_linux(
     tmp_path: Path,
 ) -> None:
@@ -112,6 +117,7 @@ def test_read_regular_with_windows_os_surface_refuses_what_it_refuses_on_linux(
 # -- private files: modes, or an ACL ---------------------------------------------------------
 
 
+@ON_WINDOWS
 def test_modes_are_tightened_where_there_are_modes_and_left_alone_on_windows(
     tmp_path: Path,
 ) -> None:
@@ -192,6 +198,7 @@ def icacls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return system32 / "calls"
 
 
+@ON_WINDOWS
 def test_a_windows_write_makes_the_file_private_before_a_byte_is_in_it(
     icacls: Path, tmp_path: Path
 ) -> None:
@@ -218,6 +225,7 @@ def test_a_windows_write_makes_the_file_private_before_a_byte_is_in_it(
     assert temp.endswith(".tmp")
 
 
+@ON_WINDOWS
 @pytest.mark.parametrize("failure", ["exit", "missing"])
 def test_an_acl_that_cannot_be_set_does_not_stop_the_write(
     icacls: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
@@ -329,6 +337,6 @@ def test_on_windows_a_remove_waits_for_a_holder_as_a_replace_does(tmp_path: Path
 def test_the_lock_is_one_the_kernel_releases_with_its_holder(
     tmp_path: Path, platform: str, lock: type[filelock.BaseFileLock]
 ) -> None:
-    if platform != "win32" and not filelock.has_fcntl:
-        pytest.skip("no fcntl here")
+    if platform != "win32":
+        pytest.importorskip("fcntl")
     assert type(_files.file_lock(tmp_path / "x.lock", 1.0, platform=platform)) is lock
