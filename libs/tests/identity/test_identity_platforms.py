@@ -21,10 +21,15 @@ import filelock
 import pytest
 
 from arcade_identity import _files
+from helpers import lock_held
 from windows_surface import surface_env
 
 ON_WINDOWS = pytest.mark.skipif(
     sys.platform == "win32", reason="on Windows the suite runs with Windows' own os and icacls"
+)
+
+ONLY_ON_WINDOWS = pytest.mark.skipif(
+    sys.platform != "win32", reason="Windows' own ACLs, sharing rules and locks"
 )
 
 WINDOWS_OS = types.SimpleNamespace(O_RDONLY=0, O_WRONLY=1, O_BINARY=0x8000)
@@ -340,3 +345,59 @@ def test_the_lock_is_one_the_kernel_releases_with_its_holder(
     if platform != "win32":
         pytest.importorskip("fcntl")
     assert type(_files.file_lock(tmp_path / "x.lock", 1.0, platform=platform)) is lock
+
+
+# -- on Windows itself (the GitHub Actions workflow) -----------------------------------------
+
+
+@ONLY_ON_WINDOWS
+def test_on_windows_a_written_file_is_the_users_alone(tmp_path: Path) -> None:
+    target = tmp_path / "arcade" / "usage.json"
+
+    _files.write_atomic(target, b"{}")
+
+    listing = subprocess.run(
+        ["icacls", str(target)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    entries = listing.split("Successfully processed")[0].replace(str(target), "").split()
+    assert len(entries) == 1, listing  # one entry: no inherited ones, no group
+    assert entries[0].lower().endswith(f"\\{os.environ['USERNAME'].lower()}:(f)"), listing
+
+
+HOLD_OPEN = """\
+import sys, time
+with open(sys.argv[1], "rb"):
+    print("open", flush=True)
+    time.sleep(0.3)  # how long a reader holds it, not a synchronisation
+"""
+
+
+@ONLY_ON_WINDOWS
+def test_on_windows_a_write_waits_for_a_reader_holding_the_file_open(tmp_path: Path) -> None:
+    target = tmp_path / "arcade" / "usage.json"
+    _files.write_atomic(target, b"old")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "open\n"
+        _files.write_atomic(target, b"new")
+    finally:
+        reader.wait(timeout=30)
+        if reader.stdout is not None:
+            reader.stdout.close()
+
+    assert target.read_bytes() == b"new"
+
+
+@ONLY_ON_WINDOWS
+def test_on_windows_the_lock_keeps_out_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "usage.json.lock"
+    with lock_held(path):
+        lock = _files.file_lock(path, 0.2)
+        assert type(lock) is filelock.WindowsFileLock
+        with pytest.raises(filelock.Timeout):
+            lock.acquire()
+    with _files.file_lock(path, 5):
+        pass
