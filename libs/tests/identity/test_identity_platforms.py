@@ -269,7 +269,7 @@ def test_on_windows_a_replace_waits_for_a_holder_that_lets_go(tmp_path: Path) ->
     (tmp_path / "old").write_text("old")
     slept: list[float] = []
 
-    _files.replace(
+    _files.replace_file(
         tmp_path / "new", tmp_path / "old", windows=True, attempt=HeldOpen(3), sleep=slept.append
     )
 
@@ -282,7 +282,7 @@ def test_on_windows_a_replace_gives_up_after_about_a_second(tmp_path: Path) -> N
     slept: list[float] = []
 
     with pytest.raises(PermissionError):
-        _files.replace(
+        _files.replace_file(
             tmp_path / "a", tmp_path / "b", windows=True, attempt=held, sleep=slept.append
         )
 
@@ -295,7 +295,7 @@ def test_elsewhere_a_refused_replace_is_final_at_once(tmp_path: Path) -> None:
     slept: list[float] = []
 
     with pytest.raises(PermissionError):
-        _files.replace(
+        _files.replace_file(
             tmp_path / "a", tmp_path / "b", windows=False, attempt=held, sleep=slept.append
         )
 
@@ -306,7 +306,7 @@ def test_on_windows_only_a_held_file_is_waited_for(tmp_path: Path) -> None:
     slept: list[float] = []
 
     with pytest.raises(FileNotFoundError):
-        _files.replace(tmp_path / "absent", tmp_path / "b", windows=True, sleep=slept.append)
+        _files.replace_file(tmp_path / "absent", tmp_path / "b", windows=True, sleep=slept.append)
 
     assert slept == []
 
@@ -317,7 +317,7 @@ def test_on_windows_a_remove_waits_for_a_holder_as_a_replace_does(tmp_path: Path
     held = HeldOpen(times=2)
     slept: list[float] = []
 
-    _files.remove(
+    _files.remove_file(
         credentials,
         windows=True,
         attempt=lambda path: held(path, tmp_path / "gone"),

@@ -14,7 +14,8 @@ module             holds
 =================  ===========================================================
 `exceptions`       the error types, under `ArcadeIdentityError`
 `_paths`           where `.arcade` is, and the names of everything in it
-`_files`           private directory, mode tightening, atomic replacement
+`_files`           private directory and files (modes, or an ACL), atomic replacement,
+                   the lock the kernel releases: each chosen per platform
 `_store`           `usage.json` under its sidecar lock: read, validate, update
 `_credentials`     `credentials.yaml`, and the fingerprint a link is trusted by
 `_lookup`          asking Arcade Cloud who a key belongs to; failed-lookup memory
@@ -37,7 +38,14 @@ if TYPE_CHECKING:
         remove_credentials,
         save_credentials,
     )
-    from arcade_identity._files import ensure_private_dir, write_atomic
+    from arcade_identity._files import (
+        ensure_private_dir,
+        file_lock,
+        no_window_flags,
+        remove_file,
+        replace_file,
+        write_atomic,
+    )
     from arcade_identity._identity import UsageIdentity
     from arcade_identity._lookup import Principal, lookup_principal
     from arcade_identity._paths import (
@@ -84,9 +92,13 @@ _NAMES = {
     "cloud_base_url": "_credentials",
     "credentials_path": "_credentials",
     "ensure_private_dir": "_files",
+    "file_lock": "_files",
     "lookup_principal": "_lookup",
+    "no_window_flags": "_files",
     "read_credentials": "_credentials",
     "remove_credentials": "_credentials",
+    "remove_file": "_files",
+    "replace_file": "_files",
     "save_credentials": "_credentials",
     "write_atomic": "_files",
 }
@@ -114,9 +126,13 @@ __all__ = [
     "cloud_base_url",
     "credentials_path",
     "ensure_private_dir",
+    "file_lock",
     "lookup_principal",
+    "no_window_flags",
     "read_credentials",
     "remove_credentials",
+    "remove_file",
+    "replace_file",
     "save_credentials",
     "write_atomic",
 ]

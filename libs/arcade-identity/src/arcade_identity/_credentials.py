@@ -15,7 +15,7 @@ from typing import Any
 from arcade_identity._files import (
     NotRegularFileError,
     read_regular,
-    remove,
+    remove_file,
     tighten,
     write_atomic,
 )
@@ -144,7 +144,7 @@ def save_credentials(
 def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
     """Delete the credentials file; True when there was one."""
     try:
-        remove(credentials_path(work_dir))
+        remove_file(credentials_path(work_dir))
     except FileNotFoundError:
         return False
     return True

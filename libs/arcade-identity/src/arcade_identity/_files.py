@@ -154,7 +154,7 @@ def restrict_to_user(
         )
 
 
-def replace(
+def replace_file(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
     *,
@@ -171,14 +171,14 @@ def replace(
     _while_held_open(lambda: attempt(source, target), windows, sleep)
 
 
-def remove(
+def remove_file(
     path: str | os.PathLike[str],
     *,
     windows: bool = WINDOWS,
     attempt: Callable[[str | os.PathLike[str]], None] = os.unlink,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """`os.unlink`, tried again on Windows as `replace` is (Windows refuses it the same way)."""
+    """`os.unlink`, tried again on Windows as `replace_file` is: Windows refuses both alike."""
     _while_held_open(lambda: attempt(path), windows, sleep)
 
 
@@ -220,7 +220,7 @@ def write_atomic(
             os.fsync(fd)
         finally:
             os.close(fd)
-        replace(tmp, path, windows=windows)
+        replace_file(tmp, path, windows=windows)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
