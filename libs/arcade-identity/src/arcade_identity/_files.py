@@ -233,8 +233,9 @@ def file_lock(
     """The exclusive lock on a sidecar file that this platform's kernel releases with its holder.
 
     `msvcrt.locking` on Windows, `fcntl.flock` where there is `fcntl`: a holder
-    killed mid-write never leaves the lock behind. Only where there is neither
-    (no platform Arcade supports) is it filelock's soft lock, a file's existence.
+    killed mid-write never leaves the lock behind. Only where there is neither (no
+    platform Arcade supports, but the tests' Windows `os` surface on Linux) is it
+    filelock's soft lock, a file's existence.
     """
     import filelock
 
