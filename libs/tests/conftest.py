@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from arcade_usage._events import CI_VARIABLES
+from arcade_usage import CI_VARIABLES
 from servers import FakeCloud, FakePostHog
 
 # Nothing a test starts may reach a real host: until a test asks for a fake
@@ -20,7 +20,7 @@ DEAD_URL = "http://127.0.0.1:9"
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private home and work dir, no opt-out or CI variables, loopback-only URLs."""
     for name in list(os.environ):
-        if name.startswith("ARCADE_") or name == "DO_NOT_TRACK" or name in ("CI", *CI_VARIABLES):
+        if name.startswith("ARCADE_") or name == "DO_NOT_TRACK" or name in CI_VARIABLES:
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     home.mkdir()

@@ -17,6 +17,7 @@ module         holds
 `_posthog`     everything that talks to PostHog: one request, the upload loop
 `_events`      what an event is: names, the message, properties, versions
 `_scrub`       what an error message may say before it leaves the machine
+`_ci`          whether a CI system runs us (`is_ci` of event properties)
 `_consent`     whether tracking is on and why; the one-time notice
 `_env`         environment variables, and the parent → sender protocol
 `typer`        `TrackedTyper`, for any Typer application
@@ -36,6 +37,7 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 
 if TYPE_CHECKING:
+    from arcade_usage._ci import CI_VARIABLES, is_ci
     from arcade_usage._consent import (
         disable_tracking,
         enable_tracking,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from arcade_usage.exceptions import DeliveryError, MessageRefusedError, UsageError
 
 _NAMES = {
+    "CI_VARIABLES": "_ci",
     "CommandTracker": "_tracker",
     "DeliveryError": "exceptions",
     "FAILED": "_events",
@@ -63,12 +66,14 @@ _NAMES = {
     "disable_tracking": "_consent",
     "enable_tracking": "_consent",
     "installed_version": "_events",
+    "is_ci": "_ci",
     "is_tracking_enabled": "_consent",
     "scrub": "_scrub",
     "tracking_state": "_consent",
 }
 
 __all__ = [
+    "CI_VARIABLES",
     "FAILED",
     "SUCCEEDED",
     "CommandTracker",
@@ -81,6 +86,7 @@ __all__ = [
     "disable_tracking",
     "enable_tracking",
     "installed_version",
+    "is_ci",
     "is_tracking_enabled",
     "scrub",
     "tracking_state",

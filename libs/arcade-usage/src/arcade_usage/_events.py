@@ -16,6 +16,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, TypedDict
 
+from arcade_usage._ci import is_ci
+
 SUCCEEDED = "CLI execution succeeded"
 FAILED = "CLI execution failed"
 SERVER_STARTED = "MCP server started"
@@ -24,25 +26,6 @@ ALIAS = "$create_alias"
 UNNAMED = ""
 """The distinct_id of an event recorded before there was an identity to send it as
 (another process was creating it): the uploader names it with the `anon_id`."""
-
-# Variables that CI systems set; `CI` itself is checked for a false-ish value.
-CI_VARIABLES = (
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "CIRCLECI",
-    "TRAVIS",
-    "BUILDKITE",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "BITBUCKET_BUILD_NUMBER",
-    "CODEBUILD_BUILD_ID",
-    "APPVEYOR",
-    "DRONE",
-    "SEMAPHORE",
-    "BUILD_BUILDID",
-    "CF_BUILD_ID",
-)
 
 
 class Message(TypedDict):
@@ -124,14 +107,6 @@ def _repaired(value: Any) -> Any:
 
 
 # -- properties ---------------------------------------------------------------------
-
-
-def is_ci() -> bool:
-    """True when a CI system runs us, judged by the variables the common ones set."""
-    ci = os.environ.get("CI", "").strip().lower()
-    if ci and ci not in ("0", "false", "no", "off"):
-        return True
-    return any(os.environ.get(name) for name in CI_VARIABLES)
 
 
 def command_properties(
