@@ -97,24 +97,22 @@ VENDORS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _OFF = ("0", "false", "no", "off")
 
 
-def _name(condition: str) -> str:
-    return condition.split("=", 1)[0].removesuffix("*")
+def _parsed(condition: str) -> tuple[str, str, str]:
+    """(variable, how, value): how is "set", "equals" or "contains"."""
+    name, equals, value = condition.partition("=")
+    if not equals:
+        return name, "set", ""
+    if name.endswith("*"):
+        return name[:-1], "contains", value
+    return name, "equals", value
 
+
+_CHECKS = tuple(tuple(_parsed(c) for c in conditions) for _, conditions in VENDORS)
 
 CI_VARIABLES: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        [*GENERIC_VARIABLES, *(_name(c) for _, conditions in VENDORS for c in conditions)]
-    )
+    dict.fromkeys([*GENERIC_VARIABLES, *(name for checks in _CHECKS for name, _, _ in checks)])
 )
 """Every variable `is_ci` reads (a test environment clears them all)."""
-
-
-def _holds(condition: str, environ: Mapping[str, str]) -> bool:
-    name, _, expected = condition.partition("=")
-    if name.endswith("*"):
-        return expected in environ.get(name[:-1], "")
-    value = environ.get(name, "")
-    return value == expected if expected else bool(value)
 
 
 def is_ci(environ: Mapping[str, str] | None = None) -> bool:
@@ -126,4 +124,15 @@ def is_ci(environ: Mapping[str, str] | None = None) -> bool:
         return False  # said explicitly: not CI, whatever else is set
     if any(environ.get(name) for name in GENERIC_VARIABLES):
         return True
-    return any(all(_holds(c, environ) for c in conditions) for _, conditions in VENDORS)
+    for checks in _CHECKS:
+        for name, how, expected in checks:
+            value = environ.get(name)
+            if not value:
+                break
+            if how == "equals" and value != expected:
+                break
+            if how == "contains" and expected not in value:
+                break
+        else:
+            return True
+    return False
