@@ -15,12 +15,52 @@ import time
 
 import pytest
 
-from arcade_usage._scrub import MAX_ERROR_LENGTH, ROWS, scrub
+from arcade_usage._scrub import MAX_ERROR_LENGTH, ROWS, WINDOW, scrub
 
 HOME = "/home/al"
 
 # Each kind of secret with the messages it must scrub, exactly as they are sent.
 CASES: dict[str, list[tuple[str, str]]] = {
+    "PEM private key block": [
+        (
+            "bad key -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAZq8vW3nP\n"
+            "x7LmZq8vW3nPx7Lm\n-----END RSA PRIVATE KEY----- in config",
+            "bad key -----BEGIN RSA PRIVATE KEY-----***-----END RSA PRIVATE KEY----- in config",
+        ),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n"
+            "-----END OPENSSH PRIVATE KEY-----\n",
+            "-----BEGIN OPENSSH PRIVATE KEY-----***-----END OPENSSH PRIVATE KEY-----",
+        ),
+        (
+            # As a JSON string holds it: escaped newlines.
+            '{"data": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----"}',
+            '{"data": "-----BEGIN PRIVATE KEY-----***-----END PRIVATE KEY-----"}',
+        ),
+        (
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHzBJBgkq\n"
+            "-----END ENCRYPTED PRIVATE KEY-----",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----***-----END ENCRYPTED PRIVATE KEY-----",
+        ),
+        (
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIZq8v\n-----END EC PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----***-----END EC PRIVATE KEY-----",
+        ),
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----***-----END PGP PRIVATE KEY BLOCK-----",
+        ),
+        # No END (the message was cut): everything after BEGIN goes.
+        (
+            "cannot load -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAZq8vW3nP\nx7Lm",
+            "cannot load -----BEGIN RSA PRIVATE KEY-----***",
+        ),
+        # A public key or a certificate is not a secret.
+        (
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYH\n-----END PUBLIC KEY-----",
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYH\n-----END PUBLIC KEY-----",
+        ),
+    ],
     "URL userinfo password": [
         ("https://user:p%40ss!w:rd@host/x", "https://user:***@host/x"),
         (
@@ -46,6 +86,33 @@ CASES: dict[str, list[tuple[str, str]]] = {
     "Bearer token": [
         ("server said Bearer Zq8vW3nP is expired", "server said Bearer *** is expired"),
         ("bearer\tZq8vW3nP", "bearer ***"),
+    ],
+    "Cookie and Set-Cookie value": [
+        ("Cookie: sid=Zq8vW3nP; theme=dark", "Cookie: ***"),
+        (
+            "Set-Cookie: sid=Zq8vW3nP; Path=/; HttpOnly\nServer: nginx",
+            "Set-Cookie: ***\nServer: nginx",
+        ),
+        ("set-cookie:session=Zq8vW3nP", "set-cookie:***"),
+        ("{'Cookie': 'sid=Zq8vW3nP; a=b', 'Host': 'x'}", "{'Cookie': '***', 'Host': 'x'}"),
+        ("request cookies={'sid': 'Zq8vW3nP'}", "request cookies=***"),
+        ("the cookie jar is empty", "the cookie jar is empty"),
+    ],
+    "YAML value of a key named like a secret": [
+        ("secret:    Zq8vW3nP", "secret: ***"),
+        ("client_secret   :   Zq8v W3nP x7Lm", "client_secret   : ***"),
+        ("db:\n  password: 'Zq8v W3nP'\n  user: bob", "db:\n  password: ***\n  user: bob"),
+        ('"api_key": "Zq8v W3nP"', '"api_key": ***'),
+        ("secret: |\n  Zq8vW3nP\n  x7Lm\nuser: bob", "secret: ***\nuser: bob"),
+        ("secret: >-\n    Zq8v\n\n    W3nP\nnext: 1", "secret: ***\nnext: 1"),
+        ("config:\n  token: |+\n    Zq8vW3nP\n  user: bob", "config:\n  token: ***\n  user: bob"),
+        ("token:\n  Zq8vW3nP\n  x7Lm", "token: ***"),
+        ("- api_key: &key Zq8vW3nP", "- api_key: ***"),
+        ("password: !!str Zq8v W3nP", "password: ***"),
+        ("error in config\nauth_token: Zq8v W3nP", "error in config\nauth_token: ***"),
+        # Not a key: an exception's name, or no space after the colon (the next row's).
+        ("AuthenticationError: wrong account", "AuthenticationError: wrong account"),
+        ("password:Zq8vW3nP and more", "password:*** and more"),
     ],
     "value of a key named like a secret": [
         ("GET /x?access_token=Zq8vW3nP&page=2", "GET /x?access_token=***&page=2"),
@@ -82,6 +149,14 @@ CASES: dict[str, list[tuple[str, str]]] = {
             "task-Zq8vW3nPx7Lm0123456789ab and sk-learn",
         ),
     ],
+    "Stripe secret or restricted key": [
+        ("stripe: sk_live_51HxZq8vW3nPx7Lm rejected", "stripe: sk_live_*** rejected"),
+        ("rk_live_Zq8vW3nPx7Lm01", "rk_live_***"),
+        ("sk_test_Zq8vW3nPx7Lm and rk_test_Zq8vW3nPx7Lm", "sk_test_*** and rk_test_***"),
+        # A publishable key is public by design; a name that only ends so is no key.
+        ("pk_live_Zq8vW3nPx7Lm", "pk_live_Zq8vW3nPx7Lm"),
+        ("task_test_Zq8vW3nPx7Lm", "task_test_Zq8vW3nPx7Lm"),
+    ],
     "GitHub token": [
         ("ghp_Zq8vW3nPx7Lm0123456789abcdefABCDEF12 bad", "ghp_*** bad"),
         ("gho_Zq8vW3nPx7Lm0123456789", "gho_***"),
@@ -99,6 +174,29 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("AKIAZQ8VW3NPX7LM0123 denied", "AKIA*** denied"),
         ("id=ASIAZQ8VW3NPX7LM0123;", "id=ASIA***;"),
         ("ASIAN markets", "ASIAN markets"),
+    ],
+    "AWS secret access key": [
+        ("aws wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY denied", "aws *** denied"),
+        ("(Zq8vW3nPx7LmZq8vW3nPx7LmZq8vW3nPx7LmZq8v)", "(***)"),
+        ("AKIAZQ8VW3NPX7LM0123:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "AKIA***:***"),
+        # A git hash, a path, 41 characters: not a key.
+        (
+            "at 3f786850e387550fdab836ed7e6dc881de23001b",
+            "at 3f786850e387550fdab836ed7e6dc881de23001b",
+        ),
+        ("/usr/lib/python3/dist-packages/a/b.py", "/usr/lib/python3/dist-packages/a/b.py"),
+        (
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1",
+        ),
+    ],
+    "Google API key": [
+        (
+            "maps: AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW invalid",
+            "maps: AIza*** invalid",
+        ),
+        ("AIzaSyZq8v-W3nP_x7LmZq8vW3nPx7LmZq8vW3n", "AIza***"),
+        ("AIzaShort", "AIzaShort"),
     ],
     "JSON Web Token": [
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJaOHYifQ.Zq8v-W3nP_x7 expired", "jwt *** expired"),
@@ -123,6 +221,36 @@ def _scrubbed(message: str) -> str:
 
 def _cases(kind: str) -> list[tuple[str, str]]:
     return CASES[kind]
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("PEM private key block"))
+def test_pem_private_key_block(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("Cookie and Set-Cookie value"))
+def test_cookie_value(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("YAML value of a key named like a secret"))
+def test_yaml_value_of_a_secret_key(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("Stripe secret or restricted key"))
+def test_stripe_key(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("AWS secret access key"))
+def test_aws_secret_access_key(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), _cases("Google API key"))
+def test_google_api_key(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
 
 
 @pytest.mark.parametrize(("message", "expected"), _cases("URL userinfo password"))
@@ -352,6 +480,100 @@ def test_a_megabyte_built_to_backtrack_is_scrubbed_quickly(message: str) -> None
     # Linear patterns take at most 0.2 CPU-s here; a backtracking one, minutes.
     assert elapsed < 2.0, f"{elapsed:.2f} s"
     assert 0 < len(sent) <= MAX_ERROR_LENGTH
+
+
+# -- the window: cost bounded by what is kept -------------------------------------
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+KNOWN = "c2VjcmV0LWFwaS1rZXk8Zq8v"
+SECRET_HOME = f"/home/{SECRET}"
+
+# A secret in its context, and the text that must not be readable in the result.
+STRADDLING: dict[str, tuple[str, str]] = {
+    "PEM block": (
+        f"-----BEGIN RSA PRIVATE KEY-----\nMIIE{SECRET}{SECRET}\n{SECRET}{SECRET}\n"
+        "-----END RSA PRIVATE KEY-----",
+        SECRET,
+    ),
+    "YAML block": (f"\nsecret: |\n  {SECRET} {SECRET}\n  {SECRET}\nnext: 1", SECRET),
+    "cookie": (f"Cookie: sid=x; a={SECRET} b {SECRET}", SECRET),
+    "quoted value": (f'password="{SECRET} {SECRET}"', SECRET),
+    "sk- key": (f"sk-{SECRET}{SECRET}", SECRET),
+    "GitHub token": (f"ghp_{SECRET}{SECRET}", SECRET),
+    "Stripe key": (f"sk_live_{SECRET}{SECRET}", SECRET),
+    "Google key": (f"AIza{SECRET}{SECRET}{SECRET}", SECRET),
+    "AWS secret": (AWS_SECRET, AWS_SECRET),
+    "JWT": (f"eyJhbGciOiJIUzI1NiJ9.eyJ{SECRET}.{SECRET}", SECRET),
+    "email": (f"{SECRET}@example.com", SECRET),
+    "URL password": (f"https://me:{SECRET}@host/x", SECRET),
+    "known secret": (KNOWN, KNOWN),
+    "home path": (f"{SECRET_HOME}/project", SECRET),
+}
+
+PAD = "Zz" * 50  # a known secret: a hundred characters in, three out
+FILL = "Yy" * 60
+
+
+def _straddling(context: str, at: int) -> str:
+    """`context` placed so that the window ends `at` characters into it, after text that
+    the known secrets shrink to a third of the output."""
+    before = WINDOW - at
+    pads = (before - 5) // (len(PAD) + 1)
+    fill = before - pads * (len(PAD) + 1) - 1
+    return (PAD + " ") * pads + FILL[:fill] + " " + context + " and the rest " * 1000
+
+
+@pytest.mark.parametrize(("context", "secret"), STRADDLING.values(), ids=list(STRADDLING.keys()))
+def test_a_secret_cut_by_the_window_leaves_nothing_of_itself(context: str, secret: str) -> None:
+    for at in range(1, len(context)):
+        message = _straddling(context, at)
+        assert message[WINDOW - at : WINDOW] == context[:at]
+
+        sent = scrub(message, [PAD, FILL[: len(message)], KNOWN], home=SECRET_HOME)
+
+        assert len(sent) <= MAX_ERROR_LENGTH
+        assert sent.endswith("...")
+        assert _leaks(secret, sent) == [], (at, sent)
+
+
+def test_what_comes_before_the_window_end_is_kept() -> None:
+    message = "Deploy failed: api_key=Zq8vW3nPx7Lm rejected by " + "the server " * 1_000_000
+
+    sent = scrub(message, home=HOME)
+
+    assert sent.startswith("Deploy failed: api_key=*** rejected by the server the server")
+    assert len(sent) == MAX_ERROR_LENGTH
+    assert sent.endswith("...")
+
+
+def _best_of(runs: int, message: object) -> float:
+    """The fastest of `runs` scrubs, in seconds: what the work costs, not the machine's load."""
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        scrub(message, [KNOWN], home=HOME)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+TEN_MB = 10_000_000
+LARGE: dict[str, str | bytes] = {
+    "words": _repeated("a line of an error ", TEN_MB),
+    "one word": "a" * TEN_MB,
+    "secrets everywhere": _repeated("\n".join(message for message, _ in ALL_CASES), TEN_MB),
+    "every row's characters at random": PATHOLOGICAL["every row's characters at random"] * 10,
+    "bytes": _repeated("\udcff error bytes ", TEN_MB).encode("utf-8", "surrogateescape"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("message", LARGE.values(), ids=LARGE.keys())
+def test_a_10_mb_message_is_scrubbed_in_5_ms(message: str | bytes) -> None:
+    # Whole-text work would cost 10 MB / 4 KB = 2,400 times a window's; the best of
+    # 30 runs is what the work costs on a loaded machine.
+    assert len(message) >= TEN_MB
+    scrub(message, home=HOME)  # compiles the table
+    assert _best_of(30, message) <= 0.005
 
 
 @pytest.mark.timeout(60)

@@ -4,11 +4,14 @@ A message is built once, when the command finished or the call was tracked, and
 then travels unchanged (environment, outbox, request): its `uuid` makes a
 redelivery idempotent and its `timestamp` says when it happened, not when it
 was sent. Every string in it is valid Unicode, so it encodes as valid UTF-8
-JSON (a lone surrogate, say from a non-UTF-8 path, is replaced, not refused).
+JSON (a lone surrogate, say from a non-UTF-8 path, is replaced, not refused),
+and every property is bounded (texts, lists, numbers), so no argument a caller
+gives makes an event PostHog would refuse or a message we could not encode.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -26,6 +29,10 @@ ALIAS = "$create_alias"
 UNNAMED = ""
 """The distinct_id of an event recorded before there was an identity to send it as
 (another process was creating it): the uploader names it with the `anon_id`."""
+MAX_TEXT_CHARS = 1000
+"""Every text of a message's properties is cut to this (a 100 KB host name too)."""
+MAX_ITEMS = 100
+"""Every list or object of a message's properties keeps at most this many entries."""
 
 
 class Message(TypedDict):
@@ -96,14 +103,69 @@ def _text(value: str) -> str:
 
 def _repaired(value: Any) -> Any:
     if isinstance(value, str):
-        return _text(value)
+        return _text(value[:MAX_TEXT_CHARS])
     if isinstance(value, dict):
-        return {_text(str(k)): _repaired(v) for k, v in value.items()}
+        items = itertools.islice(value.items(), MAX_ITEMS)
+        return {_text(as_text(k, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]): _repaired(v) for k, v in items}
     if isinstance(value, (list, tuple)):
-        return [_repaired(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float)):
+        return [_repaired(v) for v in value[:MAX_ITEMS]]
+    if value is None or isinstance(value, bool):
         return value
-    return _text(str(value))  # anything else JSON cannot hold: its text
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    if isinstance(value, float):
+        return value if value - value == 0 else None  # inf and nan are not JSON
+    # Anything else JSON cannot hold, or not as it is: its text.
+    return _text(as_text(value, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS])
+
+
+# -- what a caller hands us ---------------------------------------------------------
+#
+# The trackers take arguments from code we do not know: whatever they are, the call
+# is recorded, once, and nothing raises into the caller. These say what we make of them.
+
+
+def truth(value: object) -> bool:
+    """`bool(value)`; False when it cannot say (its `__bool__` raises)."""
+    try:
+        return bool(value)
+    except Exception:
+        return False
+
+
+def finite(value: object) -> float | None:
+    """`value` as a finite float, or None when it is not a number (or inf, nan)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if number - number == 0 else None
+
+
+def as_text(value: object, limit: int | None = None) -> str:
+    """`value` as the text an event carries; never raises. None is no text.
+
+    Bytes are decoded as UTF-8 (what is not becomes U+FFFD), an exception is
+    said as a traceback's last line says it (`ValueError: bad input`), anything
+    else is its `str()`, or its type's name when that fails. With `limit`, bytes
+    are cut before decoding, so their cost is bounded by what is kept.
+    """
+    try:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value[: limit * 4] if limit is not None else value)
+            return data.decode("utf-8", "replace")
+        if isinstance(value, BaseException):
+            text = str(value)
+            return f"{type(value).__name__}: {text}" if text else type(value).__name__
+        return str(value)
+    except Exception:
+        return type(value).__name__
 
 
 # -- properties ---------------------------------------------------------------------

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 MAX_ERROR_LENGTH = 300
 MASK = "***"
+WINDOW = 4096
+"""Characters of a message that are scrubbed; the rest is cut unread."""
+CUT = "..."
 
 # `passw` is password, passwd (and Passwort); `auth` also finds `authorization`.
 _KEY_WORDS = ("key", "token", "secret", "passw", "auth", "credential", "signature")
@@ -39,6 +42,8 @@ _VALUE = r"""[^\s&,;'"`)\]}]+"""
 # line when it has none).
 _QUOTED = r"""(?P<q>["'])(?:\\.|(?!(?P=q))[^\\\r\n])*(?P=q)?"""
 _NAME = r"[\w.-]"
+# A name ending so is a class name (`KeyError: 'x'`), not a key.
+_NOT_A_KEY = r"(?<!error)(?<!exception)(?<!warning)"
 
 
 # One row per kind of secret: what it is, the lowercase substrings without which it
@@ -46,6 +51,14 @@ _NAME = r"[\w.-]"
 Row = tuple[str, tuple[str, ...], str, str]
 
 ROWS: tuple[Row, ...] = (
+    (
+        "PEM private key block",
+        ("private key",),
+        # From BEGIN to its END, or to the end of the text (a block the window cuts).
+        r"(?i)(?P<begin>-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----)[\s\S]*?"
+        r"(?P<end>-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        rf"\g<begin>{MASK}\g<end>",
+    ),
     (
         "URL userinfo password",
         ("://",),
@@ -69,11 +82,33 @@ ROWS: tuple[Row, ...] = (
         rf"\g<head> {MASK}",
     ),
     (
+        "Cookie and Set-Cookie value",
+        ("cookie",),
+        # A cookie header holds `name=value; name=value; attributes`: all of it goes,
+        # to its closing quote or the end of the line.
+        r"""(?i)(?<![\w-])(?P<head>(?:set-)?cookies?["']?[ \t]*[:=][ \t]*)"""
+        rf"(?:{_QUOTED}|[^\r\n]+)",
+        rf"\g<head>\g<q>{MASK}\g<q>",
+    ),
+    (
+        "YAML value of a key named like a secret",
+        _KEY_WORDS,
+        # A key at the start of a line (in a list item, quoted or not, spaces before
+        # the colon): its value is the rest of the line, tags, anchors, quotes and
+        # spaces included, and every line below indented further (a block scalar
+        # `|` or `>`, a plain scalar over several lines, a nested mapping).
+        # Authorization has its own row, which keeps the words after the credential.
+        rf"(?im)^(?P<indent>[ \t]*)(?P<head>(?:-[ \t]+)?[\"']?"
+        rf"(?!(?:proxy-)?authorization\b)(?={_NAME}*?{_KEY_WORD}){_NAME}+{_NOT_A_KEY}"
+        r"""["']?[ \t]*:)(?=[ \t]|$)[^\r\n]*"""
+        r"(?:\r?\n(?:(?P=indent)[ \t]+[^\r\n]*|[ \t]*(?=\r?\n)))*",
+        rf"\g<indent>\g<head> {MASK}",
+    ),
+    (
         "value of a key named like a secret",
         _KEY_WORDS,
         # `Error`, `Exception` and `Warning` end a class name (`KeyError: 'x'`), not a key.
-        rf"(?i)(?<!{_NAME})(?={_NAME}*?{_KEY_WORD})(?P<head>{_NAME}+)"
-        r"(?<!error)(?<!exception)(?<!warning)"
+        rf"(?i)(?<!{_NAME})(?={_NAME}*?{_KEY_WORD})(?P<head>{_NAME}+){_NOT_A_KEY}"
         rf"(?P<sep>[\"']?[ \t]*(?:[:=]>?)[ \t]*)(?:{_QUOTED}|{_VALUE})",
         rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
     ),
@@ -88,6 +123,12 @@ ROWS: tuple[Row, ...] = (
         "OpenAI/Anthropic-style key",
         ("sk-",),
         r"(?<![A-Za-z0-9_-])(?P<head>sk-)[A-Za-z0-9_-]{20,}",
+        rf"\g<head>{MASK}",
+    ),
+    (
+        "Stripe secret or restricted key",
+        ("_live_", "_test_"),
+        r"(?<![A-Za-z0-9_])(?P<head>(?:sk|rk)_(?:live|test)_)[A-Za-z0-9]{8,}",
         rf"\g<head>{MASK}",
     ),
     (
@@ -106,6 +147,21 @@ ROWS: tuple[Row, ...] = (
         "AWS access key id",
         ("akia", "asia"),
         r"(?<![A-Za-z0-9])(?P<head>AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+        rf"\g<head>{MASK}",
+    ),
+    (
+        "AWS secret access key",
+        ("",),  # no name to look for: forty characters of base64 alone
+        # Exactly 40, with a digit, a lowercase and an uppercase letter (a git hash
+        # or a path segment has not all three; a random key misses one 1 time in 1,000).
+        r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[0-9])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+        r"(?=[A-Za-z0-9/+]{0,39}[A-Z])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+        MASK,
+    ),
+    (
+        "Google API key",
+        ("aiza",),
+        r"(?<![A-Za-z0-9_-])(?P<head>AIza)[A-Za-z0-9_-]{35,}",
         rf"\g<head>{MASK}",
     ),
     (
@@ -146,24 +202,48 @@ def _without_home(message: str, home: str) -> str:
     return re.sub(pattern, lambda _: "~", message)
 
 
-def scrub(message: str, secrets: Iterable[str | None] = (), home: str | None = None) -> str:
+def scrub(message: object, secrets: Iterable[str | None] = (), home: str | None = None) -> str:
     """`message` without secrets, emails or the home path, at most 300 characters.
 
-    Known secrets (the API key, the email) are removed verbatim, longest first so
-    a secret that holds another is not left half masked; then every row of
-    `ROWS` masks the secrets we were not told about. The cut comes last, so it
-    can never leave the start of a secret the rows would have recognised whole.
+    `message` may be anything a caller has (bytes, an exception: see
+    `as_text`). Only its first `WINDOW` characters are read. Known secrets (the
+    API key, the email) are removed verbatim, longest first so a secret that
+    holds another is not left half masked; then every row of `ROWS` masks the
+    secrets we were not told about. The cut comes last, so it can never leave
+    the start of a secret the rows would have recognised whole.
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        message = message.replace(secret, MASK)
-    message = _without_home(message, home if home is not None else os.path.expanduser("~"))
+    from arcade_usage._events import as_text
+
+    text = as_text(message, WINDOW + 1)
+    cut = len(text) > WINDOW
+    home = home if home is not None else os.path.expanduser("~")
+    known = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    if cut:
+        text = _without_partial(text[:WINDOW], [*known, home])
+    for secret in known:
+        text = text.replace(secret, MASK)
+    text = _without_home(text, home)
     # A row leaves only text that was there, or a mask, so no row adds a trigger.
-    lowered = message.lower()
+    lowered = text.lower()
     present = {trigger for trigger in _TRIGGERS if trigger in lowered}
     for triggers, pattern, replacement in _table():
         if not present.isdisjoint(triggers):
-            message = pattern.sub(replacement, message)
-    message = message.strip()
-    if len(message) > MAX_ERROR_LENGTH:
-        message = message[: MAX_ERROR_LENGTH - 3] + "..."
-    return message
+            text = pattern.sub(replacement, text)
+    if cut:
+        # The last run of non-blank characters may be the start of a token, an email
+        # or a path that its row could not recognise without its end.
+        text = text[: max(text.rfind(c) for c in " \t\r\n")].rstrip() + CUT
+    text = text.strip()
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - len(CUT)] + CUT
+    return text
+
+
+def _without_partial(window: str, secrets: list[str]) -> str:
+    """`window` without a tail that begins one of `secrets` (cut off by the window)."""
+    for secret in secrets:
+        for length in range(min(len(secret) - 1, len(window)), 0, -1):
+            if window.endswith(secret[:length]):
+                window = window[:-length]
+                break
+    return window

@@ -26,6 +26,7 @@ from arcade_usage._events import (
     installed_version,
     make_message,
     runtime_properties,
+    truth,
 )
 from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
@@ -139,13 +140,18 @@ class ServerTracker:
             self._report(exc)
 
     def track_tool_call(self, success: bool, failure_reason: str | None = None) -> None:
-        """Record one tool call. Never waits on the network or on another process."""
+        """Record one tool call. Never waits on the network or on another process.
+
+        Arguments of any type are taken (see `_events.truth`, `as_text`): the call
+        is recorded once, and nothing raises into the caller.
+        """
         if not self._enabled():
             return
-        properties: dict[str, Any] = {"is_execution_success": bool(success)}
+        success = truth(success)
+        properties: dict[str, Any] = {"is_execution_success": success}
         try:
             if not success:
-                reason = scrub(failure_reason or "", self._known_secrets())
+                reason = scrub(failure_reason, self._known_secrets())
                 properties["failure_reason"] = reason or "failed with no reason given"
             with self._lock:
                 identity = self.identity

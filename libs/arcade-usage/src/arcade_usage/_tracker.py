@@ -12,7 +12,14 @@ from datetime import datetime, timezone
 from arcade_identity import IdentityUnavailableError, UsageIdentity
 from arcade_usage._consent import is_tracking_enabled, print_notice
 from arcade_usage._env import debug_enabled, in_sender
-from arcade_usage._events import FAILED, SUCCEEDED, command_properties, installed_version
+from arcade_usage._events import (
+    FAILED,
+    SUCCEEDED,
+    command_properties,
+    finite,
+    installed_version,
+    truth,
+)
 from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
 
@@ -97,6 +104,8 @@ class CommandTracker:
         if in_sender() or not is_tracking_enabled(self.work_dir):
             return
         finished_at = datetime.now(timezone.utc)
+        # Arguments of any type: the command is recorded once, and nothing raises here.
+        success, is_logout, duration_ms = truth(success), truth(is_logout), finite(duration_ms)
         try:
             self._track(command_name, success, duration_ms, error_message, is_logout, finished_at)
         except IdentityUnavailableError:
@@ -120,7 +129,7 @@ class CommandTracker:
             print_notice()
         error = None
         if not success:
-            error = scrub(error_message or "", known_secrets(identity)) or (
+            error = scrub(error_message, known_secrets(identity)) or (
                 "failed with no error message"
             )
         properties = command_properties(
