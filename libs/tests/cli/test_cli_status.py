@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,7 @@ def test_status_json_and_screen_show_what_waits_in_the_outbox(
         "identity_problem": None,
         "outbox_waiting": 1,
         "outbox_dir": str(arcade_dir / "usage_outbox"),
+        "outbox_error": None,
     }
     wait_until(lambda: not sender_pids(work_dir))
     result = run_arcade("usage", "status")
@@ -178,6 +181,7 @@ def test_environment_opt_out_shows_why_and_creates_nothing(
         "identity_problem": None,
         "outbox_waiting": 0,
         "outbox_dir": str(arcade_dir / "usage_outbox"),
+        "outbox_error": None,
     }
 
     enable = run_arcade("usage", "enable", env=env)
@@ -204,6 +208,86 @@ def test_usage_json_that_is_a_directory_is_shown_as_unusable(
         "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert status_json()["identity_problem"] == "Is a directory"
+
+
+def _queue_events(work_dir: Path, count: int) -> None:
+    """`count` events waiting in the outbox (PostHog is unreachable), no sender left."""
+    for _ in range(count):
+        assert run_arcade("whoami").returncode == 1  # not logged in: an event all the same
+    wait_until(lambda: not sender_pids(work_dir))
+    assert status_json()["outbox_waiting"] == count
+
+
+def _symlink(outbox: Path, tmp_path: Path) -> None:
+    """The outbox moved aside and a symbolic link to it put in its place."""
+    outbox.rename(tmp_path / "elsewhere")
+    outbox.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+
+
+def _file(outbox: Path, tmp_path: Path) -> None:
+    outbox.rename(tmp_path / "elsewhere")
+    outbox.write_text("not a directory")
+
+
+def _mode_000(outbox: Path, tmp_path: Path) -> None:
+    outbox.chmod(0)
+
+
+def _another_users(outbox: Path, tmp_path: Path) -> None:
+    os.chown(outbox, 65534, 65534)  # nobody
+
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+UNSEEABLE = [
+    pytest.param(_symlink, "Is a symbolic link", id="symlink"),
+    pytest.param(_file, "Not a directory", id="file"),
+    pytest.param(
+        _mode_000,
+        "Permission denied",
+        id="mode-000",
+        marks=pytest.mark.skipif(
+            IS_ROOT or os.name == "nt", reason="root reads a mode 000 directory"
+        ),
+    ),
+    pytest.param(
+        _another_users,
+        "Owned by another user",
+        id="another-user",
+        marks=pytest.mark.skipif(not IS_ROOT, reason="only root can give a directory away"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("make_unseeable", "error"), UNSEEABLE)
+def test_status_says_when_it_cannot_see_the_outbox_instead_of_zero(
+    work_dir: Path,
+    arcade_dir: Path,
+    tmp_path: Path,
+    make_unseeable: Callable[[Path, Path], None],
+    error: str,
+) -> None:
+    _queue_events(work_dir, 3)
+    outbox = arcade_dir / "usage_outbox"
+    make_unseeable(outbox, tmp_path)
+    try:
+        env = {"ARCADE_USAGE_TRACKING": "0"}  # nothing new filed, so the screen is stable
+        data = status_json(**env)
+        result = run_arcade("usage", "status", env=env)
+    finally:
+        if outbox.is_dir() and not outbox.is_symlink():
+            outbox.chmod(0o700)  # so that pytest can clean up
+    assert (data["outbox_waiting"], data["outbox_error"]) == (None, error)
+    assert data["outbox_dir"] == str(outbox)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert screen(result.stdout, work_dir).splitlines()[-1] == (
+        f"Outbox:           cannot see what waits in <work>/.arcade/usage_outbox ({error})"
+    )
+
+
+def test_an_outbox_not_made_yet_is_zero_waiting_not_an_error(work_dir: Path) -> None:
+    data = status_json(ARCADE_USAGE_TRACKING="0")
+    assert (data["outbox_waiting"], data["outbox_error"]) == (0, None)
 
 
 def test_version_prints_the_installed_version_and_sends_nothing(

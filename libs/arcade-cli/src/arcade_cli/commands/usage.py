@@ -30,9 +30,12 @@ def status(
     identity_file = report["identity_file"] or "none"
     if report["identity_problem"]:
         identity_file += f" (unusable: {report['identity_problem']})"
-    outbox = f"{report['outbox_waiting']} event(s) waiting"
-    if report["outbox_dir"]:
-        outbox += f" in {report['outbox_dir']}"
+    if report["outbox_error"]:
+        outbox = f"cannot see what waits in {report['outbox_dir']} ({report['outbox_error']})"
+    else:
+        outbox = f"{report['outbox_waiting']} event(s) waiting"
+        if report["outbox_dir"]:
+            outbox += f" in {report['outbox_dir']}"
     typer.echo(f"Tracking:         {'on' if report['tracking'] else 'off'} ({report['reason']})")
     typer.echo(f"Anonymous id:     {report['anon_id'] or 'none yet'}")
     typer.echo(f"Linked principal: {report['linked_principal_id'] or 'none'}")
@@ -42,6 +45,9 @@ def status(
 
 def _status() -> dict[str, Any]:
     """What `status` shows, as the `--json` object (the keys are a promise to scripts).
+
+    `outbox_waiting` is a count when the outbox can be looked into, else None, with
+    `outbox_error` saying why (never a 0 that may be false).
 
     Creating the identity when tracking is on is what the command's own event
     would do anyway; when it is off, the file is only read.
@@ -56,12 +62,14 @@ def _status() -> dict[str, Any]:
         data = identity.load_or_create() if enabled else identity.peek()
     except IdentityUnavailableError as exc:
         problem = exc.strerror or str(exc)
-    waiting = 0
+    waiting: int | None = 0
     outbox_dir: str | None = None
+    outbox_error: str | None = None
     try:
         outbox = Outbox()
         outbox_dir = str(outbox.directory)
-        waiting = outbox.count()
+        outbox_error = _cannot_look_in(outbox_dir)
+        waiting = None if outbox_error else outbox.count()
     except OSError:  # no home directory: no outbox either
         pass
     return {
@@ -73,7 +81,39 @@ def _status() -> dict[str, Any]:
         "identity_problem": problem,
         "outbox_waiting": waiting,
         "outbox_dir": outbox_dir,
+        "outbox_error": outbox_error,
     }
+
+
+def _cannot_look_in(outbox_dir: str) -> str | None:
+    """Why the outbox cannot be looked into (`Permission denied`); None when it can.
+
+    The outbox counts only what it may read, and an outbox that is not a directory of
+    this user's holds nothing it will send: it says 0. Events may wait there all the
+    same (it was replaced by a link, made unreadable, given away), so the status says
+    it cannot see rather than pass that 0 off as a count. Not there yet is 0 waiting.
+    """
+    import os
+    import stat
+
+    try:
+        info = os.lstat(outbox_dir)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(info.st_mode):
+        return "Is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "Not a directory"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return "Owned by another user"
+    try:
+        with os.scandir(outbox_dir) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 @app.command()
