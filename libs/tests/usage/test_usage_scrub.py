@@ -465,6 +465,14 @@ PATHOLOGICAL = {
     "Authorization with no value": _repeated("Authorization: "),
     "Bearer Bearer": _repeated("Bearer "),
     "the home again and again": _repeated(HOME),
+    "PEM heads with no end": _repeated("-----BEGIN RSA PRIVATE KEY-----"),
+    "PEM ends with no head": _repeated("-----END RSA PRIVATE KEY-----"),
+    "cookie headers with no value": _repeated("Set-Cookie: "),
+    "YAML secret keys with no value": _repeated("password:\n  "),
+    "YAML keys nested deeper and deeper": "".join(" " * i + "token: |\n" for i in range(2_000)),
+    "base64 runs of 41": _repeated("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1 "),
+    "Stripe heads": _repeated("sk_live_"),
+    "AIza heads": _repeated("AIza"),
     "every row's characters at random": "".join(
         random.Random(11).choices("keytonsaupwrh:=@%40/-_.\"' \t", k=1_000_000)
     ),
@@ -534,6 +542,21 @@ def test_a_secret_cut_by_the_window_leaves_nothing_of_itself(context: str, secre
         assert len(sent) <= MAX_ERROR_LENGTH
         assert sent.endswith("...")
         assert _leaks(secret, sent) == [], (at, sent)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # Not a JWT until its second dot, which is past the window.
+        f"eyJhbGciOiJIUzI1NiJ9.eyJ{SECRET * 1000}.sig",
+        f"mailto:{SECRET * 1000}@example.com",
+        SECRET * 1000,
+    ],
+)
+def test_a_message_that_is_one_word_longer_than_the_window_keeps_none_of_it(
+    message: str,
+) -> None:
+    assert scrub(message, home=HOME) == "..."
 
 
 def test_what_comes_before_the_window_end_is_kept() -> None:

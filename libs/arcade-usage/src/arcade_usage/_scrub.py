@@ -232,7 +232,8 @@ def scrub(message: object, secrets: Iterable[str | None] = (), home: str | None 
     if cut:
         # The last run of non-blank characters may be the start of a token, an email
         # or a path that its row could not recognise without its end.
-        text = text[: max(text.rfind(c) for c in " \t\r\n")].rstrip() + CUT
+        last_blank = max(text.rfind(c) for c in " \t\r\n")
+        text = text[: max(last_blank, 0)].rstrip() + CUT
     text = text.strip()
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - len(CUT)] + CUT
