@@ -4,9 +4,9 @@ A message is built once, when the command finished or the call was tracked, and
 then travels unchanged (environment, outbox, request): its `uuid` makes a
 redelivery idempotent and its `timestamp` says when it happened, not when it
 was sent. Every string in it is valid Unicode, so it encodes as valid UTF-8
-JSON (a lone surrogate, say from a non-UTF-8 path, is replaced, not refused),
-and every property is bounded (texts, lists, numbers), so no argument a caller
-gives makes an event PostHog would refuse or a message we could not encode.
+JSON (a lone surrogate, say from a non-UTF-8 path, is replaced, not refused;
+inf and nan, which JSON cannot hold, become null). What a tracker sends is also
+bounded in size (`bounded`), whatever its caller gave it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ UNNAMED = ""
 """The distinct_id of an event recorded before there was an identity to send it as
 (another process was creating it): the uploader names it with the `anon_id`."""
 MAX_TEXT_CHARS = 1000
-"""Every text of a message's properties is cut to this (a 100 KB host name too)."""
+"""Every text of a tracker's properties is cut to this (a 100 KB host name too)."""
 MAX_ITEMS = 100
-"""Every list or object of a message's properties keeps at most this many entries."""
+"""Every list or object of a tracker's properties keeps at most this many entries."""
 
 
 class Message(TypedDict):
@@ -103,12 +103,11 @@ def _text(value: str) -> str:
 
 def _repaired(value: Any) -> Any:
     if isinstance(value, str):
-        return _text(value[:MAX_TEXT_CHARS])
+        return _text(value)
     if isinstance(value, dict):
-        items = itertools.islice(value.items(), MAX_ITEMS)
-        return {_text(as_text(k, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]): _repaired(v) for k, v in items}
+        return {_text(as_text(k)): _repaired(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_repaired(v) for v in value[:MAX_ITEMS]]
+        return [_repaired(v) for v in value]
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int) and -(2**63) <= value < 2**63:
@@ -116,7 +115,7 @@ def _repaired(value: Any) -> Any:
     if isinstance(value, float):
         return value if value - value == 0 else None  # inf and nan are not JSON
     # Anything else JSON cannot hold, or not as it is: its text.
-    return _text(as_text(value, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS])
+    return _text(as_text(value))
 
 
 # -- what a caller hands us ---------------------------------------------------------
@@ -142,6 +141,21 @@ def finite(value: object) -> float | None:
     except (OverflowError, ValueError):
         return None
     return number if number - number == 0 else None
+
+
+def bounded(value: Any) -> Any:
+    """`value` (a tracker's properties) with every text cut to `MAX_TEXT_CHARS` and
+    every list or object to `MAX_ITEMS` entries, so no argument makes a large event."""
+    if isinstance(value, dict):
+        items = itertools.islice(value.items(), MAX_ITEMS)
+        return {as_text(k, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]: bounded(v) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v) for v in value[:MAX_ITEMS]]
+    if value is None or isinstance(value, (bool, float)):
+        return value  # inf and nan: see `_repaired`
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    return as_text(value, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]
 
 
 def as_text(value: object, limit: int | None = None) -> str:

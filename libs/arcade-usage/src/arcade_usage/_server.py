@@ -23,6 +23,7 @@ from arcade_usage._events import (
     SERVER_STARTED,
     TOOL_CALLED,
     UNNAMED,
+    bounded,
     installed_version,
     make_message,
     runtime_properties,
@@ -210,7 +211,7 @@ class ServerTracker:
     ) -> None:
         if self._runtime is None:
             self._runtime = runtime_properties(self.server_version)
-        properties = {**properties, **self._runtime}
+        properties = bounded({**properties, **self._runtime})
         message = make_message(event, distinct_id, properties, is_anon=is_anon)
         self.service.send(message)
 

@@ -15,6 +15,7 @@ from arcade_usage._env import debug_enabled, in_sender
 from arcade_usage._events import (
     FAILED,
     SUCCEEDED,
+    bounded,
     command_properties,
     finite,
     installed_version,
@@ -132,8 +133,8 @@ class CommandTracker:
             error = scrub(error_message, known_secrets(identity)) or (
                 "failed with no error message"
             )
-        properties = command_properties(
-            command_name, self.cli_name, self.cli_version, duration_ms, error
+        properties = bounded(
+            command_properties(command_name, self.cli_name, self.cli_version, duration_ms, error)
         )
         event = SUCCEEDED if success else FAILED
         if is_logout:
