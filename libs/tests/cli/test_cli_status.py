@@ -281,7 +281,7 @@ def test_status_says_when_it_cannot_see_the_outbox_instead_of_zero(
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert screen(result.stdout, work_dir).splitlines()[-1] == (
-        f"Outbox:           cannot see what waits in <work>/.arcade/usage_outbox ({error})"
+        f"Outbox:           cannot see what waits in <work>/usage_outbox ({error})"
     )
 
 
