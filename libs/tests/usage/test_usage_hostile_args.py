@@ -49,8 +49,9 @@ def _delivered(posthog: FakePostHog, work_dir: Path, count: int) -> list[dict[st
     events = posthog.events()
     assert len(events) == count, [e["event"] for e in events]
     for event in events:
-        size = len(json.dumps(event, ensure_ascii=False).encode())
-        assert size <= MAX_EVENT_BYTES, (event["event"], size)
+        for ascii_only in (False, True):  # as the outbox keeps it; as posthog sends it
+            size = len(json.dumps(event, ensure_ascii=ascii_only).encode())
+            assert size <= MAX_EVENT_BYTES, (event["event"], size)
     return events
 
 
@@ -123,17 +124,22 @@ def test_server_start_with_huge_and_odd_arguments_gives_one_bounded_event(
     tracker.track_server_start(b"stdio", host=b"\xff" * BIG, port="8000")  # type: ignore[arg-type]
     # More digits than Python turns into text by default (str() raises).
     tracker.track_server_start("http", port=10**5000, tool_count=float("nan"))  # type: ignore[arg-type]
+    # What JSON escapes most: 12 bytes a character, in every text the caller gives.
+    emoji = "\U0001f600" * BIG
+    tracker.track_server_start(emoji, host=emoji, port=emoji, tool_count=emoji)  # type: ignore[arg-type]
 
-    events = _delivered(posthog, work_dir, 3)
+    events = _delivered(posthog, work_dir, 4)
     assert {e["event"] for e in events} == {"MCP server started"}
-    first, second, third = sorted(events, key=lambda e: e["properties"]["transport"])[::-1]
+    by_transport = {e["properties"]["transport"][:1]: e for e in events}
+    first, second, third = by_transport["t"], by_transport["s"], by_transport["h"]
+    assert by_transport["\U0001f600"]["properties"]["host"] == "\U0001f600" * 500
     props = first["properties"]
-    assert props["transport"] == "t" * 1000
-    assert props["host"] == "h" * 1000
+    assert props["transport"] == "t" * 500
+    assert props["host"] == "h" * 500
     assert props["port"] == str(10**30)
     assert props["tool_count"] == "RaisingStr"
     assert (second["properties"]["transport"], second["properties"]["port"]) == ("stdio", "8000")
-    assert second["properties"]["host"] == "\ufffd" * 1000
+    assert second["properties"]["host"] == "\ufffd" * 500
     assert (third["properties"]["port"], third["properties"]["tool_count"]) == ("int", None)
 
 

@@ -29,8 +29,10 @@ ALIAS = "$create_alias"
 UNNAMED = ""
 """The distinct_id of an event recorded before there was an identity to send it as
 (another process was creating it): the uploader names it with the `anon_id`."""
-MAX_TEXT_CHARS = 1000
-"""Every text of a tracker's properties is cut to this (a 100 KB host name too)."""
+MAX_TEXT_CHARS = 500
+"""Every text of a tracker's properties is cut to this (a 100 KB host name too): a host
+name is at most 253. Even as JSON escapes them (12 bytes for an emoji), the few texts a
+caller gives keep an event well under 32 KB."""
 MAX_ITEMS = 100
 """Every list or object of a tracker's properties keeps at most this many entries."""
 
