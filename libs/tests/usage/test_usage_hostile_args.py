@@ -176,3 +176,23 @@ def test_command_tracker_with_hostile_arguments_records_each_command_once(
     assert "duration" not in sync
     assert "duration" not in by_name["status"]["properties"]
     assert by_name["status"]["event"] == "CLI execution succeeded"
+
+
+class Unprintable(Exception):
+    """An exception whose text cannot be had."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text here")
+
+
+def test_a_tracked_block_ending_in_an_unprintable_exception_raises_that_exception(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    tracker = CommandTracker(cli_version="9.9.9")
+
+    with pytest.raises(Unprintable), tracker.track("sync"):
+        raise Unprintable
+
+    [event] = _delivered(posthog, work_dir, 1)
+    assert event["event"] == "CLI execution failed"
+    assert event["properties"]["error_message"] == "Unprintable"

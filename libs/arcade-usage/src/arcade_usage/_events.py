@@ -145,18 +145,25 @@ def finite(value: object) -> float | None:
     return number if number - number == 0 else None
 
 
-def bounded(value: Any) -> Any:
-    """`value` (a tracker's properties) with every text cut to `MAX_TEXT_CHARS` and
-    every list or object to `MAX_ITEMS` entries, so no argument makes a large event."""
+def bounded(properties: dict[str, Any]) -> dict[str, Any]:
+    """A tracker's `properties` with every text cut to `MAX_TEXT_CHARS` and every list
+    or object to `MAX_ITEMS` entries, so that no argument makes a large event."""
+    return {_short(k): _bounded(v) for k, v in itertools.islice(properties.items(), MAX_ITEMS)}
+
+
+def _bounded(value: Any) -> Any:
     if isinstance(value, dict):
-        items = itertools.islice(value.items(), MAX_ITEMS)
-        return {as_text(k, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]: bounded(v) for k, v in items}
+        return bounded(value)
     if isinstance(value, (list, tuple)):
-        return [bounded(v) for v in value[:MAX_ITEMS]]
+        return [_bounded(v) for v in value[:MAX_ITEMS]]
     if value is None or isinstance(value, (bool, float)):
         return value  # inf and nan: see `_repaired`
     if isinstance(value, int) and -(2**63) <= value < 2**63:
         return value
+    return _short(value)
+
+
+def _short(value: object) -> str:
     return as_text(value, MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]
 
 
@@ -194,7 +201,8 @@ def command_properties(
     duration_ms: float | None,
     error_message: str | None,
 ) -> dict[str, Any]:
-    """The properties of a `CLI execution ...` event (`error_message` already scrubbed)."""
+    """The properties of a `CLI execution ...` event (`error_message` already scrubbed),
+    bounded in size whatever the tool gave its tracker."""
     properties: dict[str, Any] = {
         "command_name": command_name,
         "cli_name": cli_name,
@@ -208,7 +216,7 @@ def command_properties(
         properties["duration"] = float(duration_ms)
     if error_message is not None:
         properties["error_message"] = error_message
-    return properties
+    return bounded(properties)
 
 
 def runtime_properties(server_version: str) -> dict[str, Any]:

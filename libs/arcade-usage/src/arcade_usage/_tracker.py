@@ -15,7 +15,7 @@ from arcade_usage._env import debug_enabled, in_sender
 from arcade_usage._events import (
     FAILED,
     SUCCEEDED,
-    bounded,
+    as_text,
     command_properties,
     finite,
     installed_version,
@@ -133,8 +133,8 @@ class CommandTracker:
             error = scrub(error_message, known_secrets(identity)) or (
                 "failed with no error message"
             )
-        properties = bounded(
-            command_properties(command_name, self.cli_name, self.cli_version, duration_ms, error)
+        properties = command_properties(
+            command_name, self.cli_name, self.cli_version, duration_ms, error
         )
         event = SUCCEEDED if success else FAILED
         if is_logout:
@@ -228,5 +228,4 @@ def _describe(exc: BaseException) -> str | None:
         return f"exit code {exc.code}" if isinstance(exc.code, int) else str(exc.code)
     if isinstance(exc, KeyboardInterrupt):
         return "Aborted!"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return as_text(exc)  # `ValueError: bad input`, even when its str() raises
