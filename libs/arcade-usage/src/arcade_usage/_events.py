@@ -201,8 +201,7 @@ def command_properties(
     duration_ms: float | None,
     error_message: str | None,
 ) -> dict[str, Any]:
-    """The properties of a `CLI execution ...` event (`error_message` already scrubbed),
-    bounded in size whatever the tool gave its tracker."""
+    """The properties of a `CLI execution ...` event (`error_message` already scrubbed)."""
     properties: dict[str, Any] = {
         "command_name": command_name,
         "cli_name": cli_name,
@@ -216,7 +215,7 @@ def command_properties(
         properties["duration"] = float(duration_ms)
     if error_message is not None:
         properties["error_message"] = error_message
-    return bounded(properties)
+    return bounded(properties)  # whatever the tool gave its tracker
 
 
 def runtime_properties(server_version: str) -> dict[str, Any]:
