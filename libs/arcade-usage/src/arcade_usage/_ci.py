@@ -115,18 +115,25 @@ CI_VARIABLES: tuple[str, ...] = tuple(
 """Every variable `is_ci` reads (a test environment clears them all)."""
 
 
+_READ = frozenset(CI_VARIABLES)
+
+
 def is_ci(environ: Mapping[str, str] | None = None) -> bool:
     """True when `environ` (default: this process's) says a CI system runs us."""
     if environ is None:
         environ = os.environ
+    # One pass over the environment's names; most hold none of ours.
+    present = _READ.intersection(environ)
+    if not present:
+        return False
     ci = environ.get("CI", "")
     if ci and ci.strip().lower() in _OFF:
         return False  # said explicitly: not CI, whatever else is set
-    if any(environ.get(name) for name in GENERIC_VARIABLES):
+    if any(environ[name] for name in GENERIC_VARIABLES if name in present):
         return True
     for checks in _CHECKS:
         for name, how, expected in checks:
-            value = environ.get(name)
+            value = environ[name] if name in present else ""
             if not value:
                 break
             if how == "equals" and value != expected:
