@@ -192,7 +192,11 @@ def test_a_tracked_block_ending_in_an_unprintable_exception_raises_that_exceptio
 
     with pytest.raises(Unprintable), tracker.track("sync"):
         raise Unprintable
+    with pytest.raises(SystemExit), tracker.track("exit"):
+        raise SystemExit(RaisingStr())
 
-    [event] = _delivered(posthog, work_dir, 1)
-    assert event["event"] == "CLI execution failed"
-    assert event["properties"]["error_message"] == "Unprintable"
+    events = _delivered(posthog, work_dir, 2)
+    assert sorted((e["event"], e["properties"]["error_message"]) for e in events) == [
+        ("CLI execution failed", "RaisingStr"),
+        ("CLI execution failed", "Unprintable"),
+    ]

@@ -225,7 +225,7 @@ def _describe(exc: BaseException) -> str | None:
     if isinstance(exc, SystemExit):
         if exc.code is None or exc.code == 0:
             return None
-        return f"exit code {exc.code}" if isinstance(exc.code, int) else str(exc.code)
+        return f"exit code {exc.code}" if isinstance(exc.code, int) else as_text(exc.code)
     if isinstance(exc, KeyboardInterrupt):
         return "Aborted!"
     return as_text(exc)  # `ValueError: bad input`, even when its str() raises
