@@ -119,6 +119,49 @@ def test_read_regular_with_windows_os_surface_refuses_what_it_refuses_on_linux(
     )
 
 
+SWAP_BEFORE_OPEN = """\
+import os, sys
+from arcade_identity._files import NotRegularFileError, read_regular
+target, elsewhere = sys.argv[1], sys.argv[2]
+real_open = os.open
+def swapping_open(path, *args, **kwargs):
+    # Between the look and the open, the file becomes a symlink to someone else's.
+    os.unlink(target)
+    os.symlink(elsewhere, target)
+    os.open = real_open
+    return real_open(path, *args, **kwargs)
+os.open = swapping_open
+try:
+    print(read_regular(target, limit=100, follow_symlinks=False))
+except NotRegularFileError:
+    print("refused")
+"""
+
+
+@ON_WINDOWS
+def test_with_windows_os_surface_a_symlink_swapped_in_after_the_look_is_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "usage.json").write_text("ours")
+    (tmp_path / "theirs").write_text("NOT OURS")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SWAP_BEFORE_OPEN,
+            str(tmp_path / "usage.json"),
+            str(tmp_path / "theirs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **surface_env()},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "refused"
+
+
 # -- private files: modes, or an ACL ---------------------------------------------------------
 
 

@@ -86,9 +86,9 @@ def tighten(
     their ACL when written).
     """
     if not windows and stat.S_IMODE(mode) & 0o077:
-        with contextlib.suppress(OSError, NotImplementedError):
-            # os.chmod takes a descriptor where os.fchmod exists, and never raises
-            # AttributeError where it does not.
+        with contextlib.suppress(OSError, NotImplementedError, TypeError):
+            # os.chmod takes a descriptor where the platform can (os.supports_fd); where
+            # it cannot, it raises TypeError, and the file stays as it is.
             os.chmod(target, private)
 
 
@@ -268,9 +268,10 @@ def read_regular(
     Without following symlinks, the file is surely ours to tighten, and is.
     """
     flags, look_first = read_plan(follow_symlinks)
+    looked = None
     if look_first:
         try:
-            _look(path, follow_symlinks)
+            looked = _look(path, follow_symlinks)
         except FileNotFoundError:
             return None
     try:
@@ -283,6 +284,8 @@ def read_regular(
         raise
     try:
         st = os.fstat(fd)
+        if looked is not None and not os.path.samestat(looked, st):
+            raise NotRegularFileError(f"{os.fspath(path)} changed while it was opened")
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(21, "Is a directory", os.fspath(path))
         if not stat.S_ISREG(st.st_mode):
@@ -318,11 +321,12 @@ def read_plan(follow_symlinks: bool, surface: ModuleType | object = os) -> tuple
     return flags | nonblock | nofollow, look_first
 
 
-def _look(path: str | os.PathLike[str], follow_symlinks: bool) -> None:
+def _look(path: str | os.PathLike[str], follow_symlinks: bool) -> os.stat_result:
     """Refuse a symlink not to be followed and anything but a regular file, before opening.
 
-    What the flags do where `os` has them; the descriptor's `fstat` still has the
-    last word on what was opened.
+    What the flags do where `os` has them. The stat is returned, so that the caller
+    can check the descriptor it then opens is this very file (a symlink swapped in
+    between the look and the open is refused).
     """
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
@@ -333,6 +337,7 @@ def _look(path: str | os.PathLike[str], follow_symlinks: bool) -> None:
         raise IsADirectoryError(21, "Is a directory", os.fspath(path))
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(f"{os.fspath(path)} is not a regular file")
+    return st
 
 
 class NotRegularFileError(OSError):
