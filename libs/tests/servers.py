@@ -359,9 +359,11 @@ def closed_port() -> Iterator[str]:
 
 
 class FakeCloud(_Server):
-    """Arcade Cloud's `/api/v1/auth/validate`, and the browser page that starts a CLI login.
+    """Arcade Cloud's `/api/v1/auth/validate` and `/whoami`, and the browser page that starts
+    a CLI login.
 
-    `accounts` maps API keys to (principal_id, email). `GET /api/v1/auth/cli_login`
+    `accounts` maps API keys to (principal_id, email), `tokens` OAuth access tokens to
+    (account_id, email). `GET /api/v1/auth/cli_login`
     redirects, as the real page does once the user has signed in, to the CLI's
     callback with `browser_key`'s credentials.
     """
@@ -369,11 +371,16 @@ class FakeCloud(_Server):
     def __init__(self) -> None:
         super().__init__(_CloudHandler)
         self.accounts: dict[str, tuple[str, str]] = {}
+        self.tokens: dict[str, tuple[str, str]] = {}
         self.validations = 0
+        self.whoamis = 0
         self.browser_key: str | None = None
 
     def add_account(self, api_key: str, principal_id: str, email: str) -> None:
         self.accounts[api_key] = (principal_id, email)
+
+    def add_token(self, access_token: str, account_id: str, email: str) -> None:
+        self.tokens[access_token] = (account_id, email)
 
 
 class _CloudHandler(_Handler):
@@ -393,6 +400,18 @@ class _CloudHandler(_Handler):
                 self.reply(401, {"detail": "invalid api key"})
             else:
                 self.reply(200, {"data": {"principal_id": account[0], "email": account[1]}})
+        elif url.path == "/api/v1/auth/whoami":
+            with self.server.lock:
+                self.server.whoamis += 1
+                mode = self.server.mode
+            if self.misbehave(mode):
+                return
+            auth = self.headers.get("Authorization", "")
+            account = self.server.tokens.get(auth.removeprefix("Bearer "))
+            if account is None:
+                self.reply(401, {"detail": "invalid token"})
+            else:
+                self.reply(200, {"data": {"account_id": account[0], "email": account[1]}})
         elif url.path == "/api/v1/auth/cli_login":
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             key = self.server.browser_key or ""

@@ -51,8 +51,16 @@ def test_login_by_key_saves_credentials_and_aliases_before_the_login_event(
     credentials = arcade_dir / "credentials.yaml"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert stat.S_IMODE(arcade_dir.stat().st_mode) == 0o700
+    # The shape today's Arcade CLI writes (a named context, repeated flat), plus the
+    # pre-context `api.key` older readers link by.
+    saved = {"api_key": account_a.key, "user": {"email": account_a.email}}
     assert yaml.safe_load(credentials.read_text()) == {
-        "cloud": {"api": {"key": account_a.key}, "user": {"email": account_a.email}}
+        "cloud": {
+            "active_context": "default",
+            "contexts": {"default": saved},
+            **saved,
+            "api": {"key": account_a.key},
+        }
     }
 
     wait_until(lambda: len(posthog.command_events()) == 2)
@@ -98,10 +106,16 @@ def test_login_with_host_saves_the_coordinator_url_and_later_commands_use_it(
     assert switch.returncode == 0, switch.stderr
     assert switch.stdout == f"Logged in as {account_b.email} (replacing {account_a.email}).\n"
     saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
-    assert saved["cloud"] == {
-        "api": {"key": account_b.key},
-        "user": {"email": account_b.email},
+    context = {
         "coordinator_url": cloud.url,
+        "api_key": account_b.key,
+        "user": {"email": account_b.email},
+    }
+    assert saved["cloud"] == {
+        "active_context": "default",
+        "contexts": {"default": context},
+        **context,
+        "api": {"key": account_b.key},
     }
 
 

@@ -1,7 +1,8 @@
 """The identity behind Arcade's CLI usage analytics.
 
 `usage.json` keeps an anonymous id and, after login, the principal it is linked
-to; `credentials.yaml` keeps the Arcade Cloud API key. Heavy modules (filelock,
+to; `credentials.yaml` keeps the Arcade Cloud credentials (an API key or OAuth
+tokens, in named contexts) of whichever Arcade CLI logged in. Heavy modules (filelock,
 httpx, yaml) load only when a write, a lookup or a YAML parse needs them.
 
 The names below load on first use (PEP 562), so that the detached sender, which
@@ -13,12 +14,12 @@ needs only `write_atomic` and a few file names, does not import the rest.
 module             holds
 =================  ===========================================================
 `exceptions`       the error types, under `ArcadeIdentityError`
-`_paths`           where `.arcade` is, and the names of everything in it
+`_paths`           where the configuration folder is, and everything in it
 `_files`           private directory and files (modes, or an ACL), atomic replacement,
                    the lock the kernel releases: each chosen per platform
 `_store`           `usage.json` under its sidecar lock: read, validate, update
 `_credentials`     `credentials.yaml`, and the fingerprint a link is trusted by
-`_lookup`          asking Arcade Cloud who a key belongs to; failed-lookup memory
+`_lookup`          asking Arcade Cloud who a key or token is; Cloud-failure memory
 `_identity`        `UsageIdentity`, the facade: who events belong to, transitions
 =================  ===========================================================
 """
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         IdentityBusyError,
         IdentityUnavailableError,
         InvalidApiKeyError,
+        LookupNotSentError,
         PrincipalLookupError,
     )
 
@@ -82,6 +84,7 @@ _NAMES = {
     "IdentityUnavailableError": "exceptions",
     "InvalidApiKeyError": "exceptions",
     "LOOKUP_FAILURE_FILE": "_paths",
+    "LookupNotSentError": "exceptions",
     "OUTBOX_DIR": "_paths",
     "Principal": "_lookup",
     "PrincipalLookupError": "exceptions",
@@ -119,6 +122,7 @@ __all__ = [
     "IdentityBusyError",
     "IdentityUnavailableError",
     "InvalidApiKeyError",
+    "LookupNotSentError",
     "Principal",
     "PrincipalLookupError",
     "UsageIdentity",

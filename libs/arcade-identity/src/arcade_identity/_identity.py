@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from arcade_identity import _credentials
 from arcade_identity._credentials import Fingerprint
-from arcade_identity._lookup import FailedLookups, lookup_principal
+from arcade_identity._lookup import ACCESS_TOKEN, API_KEY, FailedLookups, lookup_principal
 from arcade_identity._paths import CREDENTIALS_FILE, LOOKUP_FAILURE_FILE, arcade_dir
 from arcade_identity._store import (
     ANON_ID,
@@ -24,6 +24,7 @@ from arcade_identity._store import (
 from arcade_identity.exceptions import (
     CredentialsError,
     InvalidApiKeyError,
+    LookupNotSentError,
     PrincipalLookupError,
 )
 
@@ -70,6 +71,8 @@ class UsageIdentity:
         self._credentials_seen: tuple[list[int] | None] | None = None
         # The principal a lookup found, with the fingerprint of the bytes it was read from.
         self._looked_up: tuple[str, Fingerprint] | None = None
+        # org_id / project_id of the context in force, as last resolved (None: not yet).
+        self._context: dict[str, str] | None = None
 
     # -- where -----------------------------------------------------------------------------
 
@@ -242,6 +245,7 @@ class UsageIdentity:
         if seen is not None and seen[0] != self._credentials_stat():
             self._principal = None
             self._credentials_seen = None
+            self._context = None
 
     # -- who the events belong to ----------------------------------------------------------
 
@@ -262,6 +266,16 @@ class UsageIdentity:
             return self._trusted_link(self._peek_cached())
         self._principal = (self._resolve_principal(),)
         return self._principal[0]
+
+    def context_properties(self) -> dict[str, str]:
+        """`org_id` and `project_id` of the credentials' context in force, those it has.
+
+        What the last resolution found; on the steady path that is what the link's
+        fingerprint kept, so no YAML is parsed for it.
+        """
+        if self._context is None:
+            self.get_principal_id(lookup=False)
+        return dict(self._context or {})
 
     def get_distinct_id(self) -> str:
         """The id events are sent as: the principal when known, else `anon_id`."""
@@ -286,10 +300,17 @@ class UsageIdentity:
         linked = None if data is None else linked_principal(data)
         if linked is None or data is None:
             return None
-        if not _credentials.matches(self.credentials_path, data.get(LINKED_CREDENTIALS)):
+        recorded = data.get(LINKED_CREDENTIALS)
+        if not _credentials.matches(self.credentials_path, recorded):
             return None
         self._credentials_seen = (self._credentials_stat(),)
         self._principal = (linked,)
+        assert isinstance(recorded, dict)  # matches() said so
+        self._context = {
+            name: value
+            for name in ("org_id", "project_id")
+            if isinstance(value := recorded.get(name), str) and value
+        }
         return linked
 
     def _resolve_principal(self) -> str | None:
@@ -307,6 +328,7 @@ class UsageIdentity:
         attempt = {
             "credentials": _credentials.stat_key(st),
             "cloud_url": os.environ.get("ARCADE_CLOUD_URL", ""),
+            "context": _credentials.selected_context(),
         }
         failures = FailedLookups(self._store.directory / LOOKUP_FAILURE_FILE, self._clock)
         # Checked before any parsing: an offline user's commands pay one stat and
@@ -318,19 +340,28 @@ class UsageIdentity:
             credentials = None if found is None else _credentials.parse_credentials(found[0])
         except CredentialsError:
             return None
-        if found is None or credentials is None:
+        if found is None or credentials is None or credentials.secret is None:
             return None
+        self._context = credentials.context_properties()
+        if credentials.expired(self._clock()):
+            return None  # refreshing the token is the job of the CLI that owns it
         try:
             principal = lookup_principal(
-                credentials.api_key,
+                credentials.secret,
                 _credentials.cloud_base_url(credentials),
+                kind=ACCESS_TOKEN if credentials.access_token else API_KEY,
                 timeout=max(0.0, deadline - time.monotonic()),
                 transport=self._transport,
             )
+        except LookupNotSentError:
+            return None  # this process's own lack of time, not Cloud's failure
         except (PrincipalLookupError, InvalidApiKeyError):
             failures.remember(attempt)
             return None
-        self._looked_up = (principal.principal_id, _credentials.fingerprint(*found))
+        self._looked_up = (
+            principal.principal_id,
+            _credentials.fingerprint(*found, credentials),
+        )
         return principal.principal_id
 
     def _fingerprint_for(self, principal_id: str) -> Fingerprint | None:
@@ -339,9 +370,12 @@ class UsageIdentity:
             return self._looked_up[1]
         try:
             found = _credentials.read_raw_credentials(self.credentials_path)
+            if found is None:
+                return None
+            credentials = _credentials.parse_credentials(found[0])
         except CredentialsError:
             return None
-        return None if found is None else _credentials.fingerprint(*found)
+        return _credentials.fingerprint(*found, credentials)
 
     def _credentials_stat(self) -> list[int] | None:
         try:

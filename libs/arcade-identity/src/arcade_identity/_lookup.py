@@ -1,5 +1,12 @@
-"""Who an API key belongs to, asked of Arcade Cloud at most once per process, and the
-on-disk memory of a failed lookup that spares the next commands the wait."""
+"""Who a credential belongs to, asked of Arcade Cloud at most once per process, and the
+on-disk memory of a lookup Cloud failed, which spares the next commands the wait.
+
+An API key is looked up at `/api/v1/auth/validate`, an OAuth access token at
+`/api/v1/auth/whoami`. Only Cloud's failures are remembered (refused, 5xx, no
+answer in time once the request went out): a lookup whose own process ran out of
+time before sending (a starved machine, a dozen commands starting together) is
+`LookupNotSentError`, and leaves a logged-in user's next commands free to try.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from arcade_identity._files import read_regular, write_atomic
-from arcade_identity.exceptions import InvalidApiKeyError, PrincipalLookupError
+from arcade_identity.exceptions import (
+    InvalidApiKeyError,
+    LookupNotSentError,
+    PrincipalLookupError,
+)
 
 if TYPE_CHECKING:
     import httpx
 
 VALIDATE_PATH = "/api/v1/auth/validate"
+WHOAMI_PATH = "/api/v1/auth/whoami"
+API_KEY = "api_key"
+ACCESS_TOKEN = "access_token"
 LOOKUP_TIMEOUT = 2.0
 FAILED_LOOKUP_MEMORY = 300.0
 """Seconds during which a failed lookup (with the same credentials and Cloud URL) is
@@ -39,29 +53,34 @@ class Principal:
         return f"Principal(principal_id={self.principal_id!r}, email={self.email!r})"
 
 
-# One answer (or failure) per (base URL, key) for the life of the process, so that
-# `arcade login`'s own validation also serves as the tracker's lookup.
-_answers: dict[tuple[str, str], Principal | Exception] = {}
+# One answer (or failure) per (base URL, kind, credential) for the life of the process,
+# so that `arcade login`'s own validation also serves as the tracker's lookup.
+_answers: dict[tuple[str, str, str], Principal | Exception] = {}
 
 
 def lookup_principal(
-    api_key: str,
+    secret: str,
     base_url: str,
     *,
+    kind: str = API_KEY,
     timeout: float = LOOKUP_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
 ) -> Principal:
-    """`GET {base_url}/api/v1/auth/validate` with the key as a bearer token.
+    """Ask Arcade Cloud who `secret` (an API key, or with `kind="access_token"` an OAuth
+    access token) belongs to, presenting it as a bearer token.
 
     `timeout` bounds the whole call, name resolution included. Raises
-    InvalidApiKeyError for a refused key and PrincipalLookupError for anything
+    InvalidApiKeyError for a refused credential, LookupNotSentError when the time
+    ran out before the request went out, and PrincipalLookupError for anything
     else that keeps us from an answer. The outcome is cached for the process.
     """
-    cache_key = (base_url, api_key)
+    cache_key = (base_url, kind, secret)
     if cache_key not in _answers:
+        path = WHOAMI_PATH if kind == ACCESS_TOKEN else VALIDATE_PATH
+        sent = threading.Event()
         try:
             answer: Principal | Exception = _within(
-                timeout, lambda: _request(api_key, base_url, timeout, transport)
+                timeout, sent, lambda: _request(secret, base_url + path, timeout, transport, sent)
             )
         except (InvalidApiKeyError, PrincipalLookupError) as exc:
             answer = exc
@@ -73,14 +92,24 @@ def lookup_principal(
 
 
 def _request(
-    api_key: str, base_url: str, timeout: float, transport: httpx.BaseTransport | None
+    secret: str,
+    url: str,
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    sent: threading.Event,
 ) -> Principal:
     import httpx
 
-    url = base_url.rstrip("/") + VALIDATE_PATH
+    base_url = url.rsplit("/api/", 1)[0]
+
+    def went_out(request: httpx.Request) -> None:
+        sent.set()
+
     try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+        with httpx.Client(
+            timeout=timeout, transport=transport, event_hooks={"request": [went_out]}
+        ) as client:
+            response = client.get(url, headers={"Authorization": f"Bearer {secret}"})
     except Exception as exc:  # refused, reset, bad URL, TLS: all mean "no answer"
         raise PrincipalLookupError(f"cannot reach Arcade Cloud at {base_url}") from exc
     if response.status_code in (401, 403):
@@ -90,9 +119,10 @@ def _request(
             f"Arcade Cloud at {base_url} answered HTTP {response.status_code}"
         )
     try:
-        data = response.json()["data"]
-        principal_id = data["principal_id"]
-    except (ValueError, KeyError, TypeError) as exc:
+        body = response.json()
+        data = body.get("data", body)
+        principal_id = data.get("account_id") or data["principal_id"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent an unexpected reply") from exc
     if not isinstance(principal_id, str) or not principal_id:
         raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent no principal id")
@@ -100,12 +130,16 @@ def _request(
     return Principal(principal_id, email if isinstance(email, str) else None)
 
 
-def _within(timeout: float, call: Callable[[], T]) -> T:
+def _within(timeout: float, sent: threading.Event, call: Callable[[], T]) -> T:
     """Run `call` on a daemon thread and give up after `timeout` seconds.
 
     httpx's timeouts apply per phase and not to DNS; a thread with a deadline
-    bounds the whole exchange. An abandoned thread dies with the process.
+    bounds the whole exchange. An abandoned thread dies with the process. Giving
+    up before `sent` is set (no time left, or all of it spent importing and
+    connecting on a starved machine) is LookupNotSentError: not Cloud's failure.
     """
+    if timeout <= 0:
+        raise LookupNotSentError("no time was left for the principal lookup")
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -121,6 +155,8 @@ def _within(timeout: float, call: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     if not outcome:
+        if not sent.is_set():
+            raise LookupNotSentError(f"the principal lookup was not sent within {timeout:g} s")
         raise PrincipalLookupError(f"Arcade Cloud did not answer within {timeout:g} s")
     return outcome[0]
 

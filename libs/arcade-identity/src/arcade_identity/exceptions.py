@@ -46,5 +46,13 @@ class PrincipalLookupError(ArcadeIdentityError):
     """Arcade Cloud could not be reached, timed out, or answered with a server error."""
 
 
+class LookupNotSentError(PrincipalLookupError):
+    """The lookup's own process ran out of time before its request went out.
+
+    Not Arcade Cloud's failure (a starved machine, many commands starting at
+    once), so it is not remembered: the next command tries again.
+    """
+
+
 class InvalidApiKeyError(ArcadeIdentityError):
-    """Arcade Cloud refused the API key (HTTP 401 or 403)."""
+    """Arcade Cloud refused the API key or access token (HTTP 401 or 403)."""

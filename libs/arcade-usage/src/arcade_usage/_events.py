@@ -55,10 +55,16 @@ def make_message(
     is_anon: bool = False,
     timestamp: datetime | None = None,
 ) -> Message:
-    """A new message with its own uuid; anonymous ones ask PostHog for no person profile."""
+    """A new message with its own uuid; anonymous ones ask PostHog for no person profile.
+
+    Every message, alias included, tells PostHog not to derive a location from the
+    sender's IP address (`$geoip_disable`), as posthog-python's own client does by
+    default and Arcade's events always have.
+    """
     properties = dict(properties)
     if is_anon:
         properties["$process_person_profile"] = False
+    properties["$geoip_disable"] = True
     when = timestamp or datetime.now(timezone.utc)
     message: Message = {
         "event": _text(event),
@@ -200,19 +206,31 @@ def command_properties(
     cli_version: str,
     duration_ms: float | None,
     error_message: str | None,
+    context: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The properties of a `CLI execution ...` event (`error_message` already scrubbed)."""
+    """The properties of a `CLI execution ...` event (`error_message` already scrubbed).
+
+    Beside the original names, the ones today's Arcade CLI sends (`duration_ms`,
+    `runtime_language`, `runtime_version`), so that dashboards built on either keep
+    working; `context` is the `org_id` / `project_id` of the credentials' context.
+    """
+    python = platform.python_version()
     properties: dict[str, Any] = {
         "command_name": command_name,
         "cli_name": cli_name,
         "cli_version": cli_version,
-        "python_version": platform.python_version(),
+        "python_version": python,
+        "runtime_language": "python",
+        "runtime_version": python,
         "os_type": platform.system(),
         "os_release": platform.release(),
         "is_ci": is_ci(),
     }
     if duration_ms is not None:
         properties["duration"] = float(duration_ms)
+        properties["duration_ms"] = round(duration_ms)
+    if context:
+        properties.update(context)
     if error_message is not None:
         properties["error_message"] = error_message
     return bounded(properties)  # whatever the tool gave its tracker

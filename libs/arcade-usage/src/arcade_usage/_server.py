@@ -112,11 +112,15 @@ class ServerTracker:
         host: str | None = None,
         port: int | None = None,
         tool_count: int = 0,
+        resource_server_validator: object = None,
     ) -> None:
         """Record the server's start; may alias the user's history first (2 s at most).
 
-        The event is on disk (or with a sender) when this returns, so it reaches
-        PostHog even if the server then blocks in its loop or exits at once.
+        The arguments are arcade-mcp-server's own tracker's, positional or by keyword,
+        so a server swaps trackers by rebinding a name. `resource_server_type` is the
+        validator's class name, or `none` without one. The event is on disk (or with
+        a sender) when this returns, so it reaches PostHog even if the server then
+        blocks in its loop or exits at once.
         """
         if not self._enabled():
             return
@@ -126,6 +130,11 @@ class ServerTracker:
         if port is not None:
             properties["port"] = port
         properties["tool_count"] = tool_count
+        properties["resource_server_type"] = (
+            "none"
+            if resource_server_validator is None
+            else type(resource_server_validator).__name__
+        )
         try:
             # An identity of its own: the lookup may take up to 2 s, and tool calls
             # made meanwhile on other threads must not wait for it.

@@ -133,9 +133,6 @@ class CommandTracker:
             error = scrub(error_message, known_secrets(identity)) or (
                 "failed with no error message"
             )
-        properties = command_properties(
-            command_name, self.cli_name, self.cli_version, duration_ms, error
-        )
         event = SUCCEEDED if success else FAILED
         if is_logout:
             # Logout's own event still belongs to the account it ends.
@@ -145,9 +142,22 @@ class CommandTracker:
                 principal = link_principal(identity, self.service)
             except KeyboardInterrupt:
                 distinct_id, is_anon = event_sender(identity, None)
+                properties = command_properties(
+                    command_name, self.cli_name, self.cli_version, duration_ms, error
+                )
                 self.service.capture(event, distinct_id, properties, is_anon, timestamp=finished_at)
                 raise
         distinct_id, is_anon = event_sender(identity, principal)
+        # The org and project of the context in force: resolved above with the
+        # principal (on the steady path, from the link's fingerprint: no YAML).
+        properties = command_properties(
+            command_name,
+            self.cli_name,
+            self.cli_version,
+            duration_ms,
+            error,
+            identity.context_properties(),
+        )
         self.service.capture(event, distinct_id, properties, is_anon, timestamp=finished_at)
 
 
@@ -217,7 +227,9 @@ def known_secrets(identity: UsageIdentity) -> list[str | None]:
         credentials = read_credentials(os.path.dirname(identity.path))
     except (CredentialsError, OSError):
         return []
-    return [] if credentials is None else [credentials.api_key, credentials.email]
+    if credentials is None:
+        return []
+    return [credentials.api_key, credentials.access_token, credentials.email]
 
 
 def _describe(exc: BaseException) -> str | None:

@@ -80,7 +80,7 @@ def login(
 
 
 def logout() -> None:
-    """Log out: remove the saved credentials."""
+    """Log out: remove the credentials of the context in force."""
     try:
         removed = remove_credentials()
     except OSError as exc:
@@ -93,18 +93,40 @@ def whoami() -> None:
     credentials = _current_credentials()
     if credentials is None:
         raise ArcadeCliError("not logged in. Run `arcade login`.")
+    import time
+
     base_url = cloud_base_url(credentials)
-    try:
-        principal_id = lookup_principal(credentials.api_key, base_url).principal_id
-    except InvalidApiKeyError as exc:
-        raise ArcadeCliError(
-            f"Arcade Cloud at {base_url} rejected the saved API key. Run `arcade login` again."
-        ) from exc
-    except PrincipalLookupError as exc:
-        principal_id = f"unknown ({exc})"
+    secret = credentials.secret
+    assert secret is not None  # read_credentials returns None for a context without one
+    what = "access token" if credentials.access_token else "API key"
+    if credentials.expired(time.time()):
+        # Refreshing a token belongs to the CLI that wrote it; we never write its file.
+        principal_id = credentials.account_id or "unknown (the saved access token has expired)"
+    else:
+        try:
+            kind = "access_token" if credentials.access_token else "api_key"
+            principal_id = lookup_principal(
+                secret, base_url, kind=kind, timeout=VALIDATE_TIMEOUT
+            ).principal_id
+        except InvalidApiKeyError as exc:
+            raise ArcadeCliError(
+                f"Arcade Cloud at {base_url} rejected the saved {what}. Run `arcade login` again."
+            ) from exc
+        except PrincipalLookupError as exc:
+            principal_id = f"unknown ({exc})"
     typer.echo(f"Email:     {credentials.email or 'unknown'}")
     typer.echo(f"Principal: {principal_id}")
     typer.echo(f"Cloud:     {base_url}")
+    if credentials.context:
+        typer.echo(f"Context:   {credentials.context}")
+    if credentials.org_id:
+        typer.echo(f"Org:       {_named(credentials.org_name, credentials.org_id)}")
+    if credentials.project_id:
+        typer.echo(f"Project:   {_named(credentials.project_name, credentials.project_id)}")
+
+
+def _named(name: str | None, ident: str) -> str:
+    return f"{name} ({ident})" if name else ident
 
 
 def _current_credentials(*, replacing: bool = False) -> Credentials | None:

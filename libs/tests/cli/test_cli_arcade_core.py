@@ -1,0 +1,285 @@
+"""`arcade` beside today's Arcade CLI: the credentials arcade-core 4.23 writes, and ours read by it.
+
+Every credentials file here that stands for a login with today's Arcade CLI is
+written by arcade-core's own `Config` (a test dependency), in the configuration
+folder `ARCADE_WORK_DIR` names, exactly as `arcade login` of arcade-mcp would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from arcade_core import config_model
+from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext, UserConfig
+
+from cli.accounts import Account
+from helpers import run_arcade, wait_until
+from servers import FakeCloud, FakePostHog
+
+pytestmark = pytest.mark.timeout(90)
+
+WORK_TOKEN = "eyJhbGciOiJIUzI1NiJ9.work.sig"
+HOME_TOKEN = "eyJhbGciOiJIUzI1NiJ9.home.sig"
+
+
+@pytest.fixture(autouse=True)
+def _no_context_chosen_in_this_process() -> Iterator[None]:
+    """arcade-core reads ARCADE_CONTEXT once, at import; the tests' own choice is none."""
+    saved = config_model._env_context
+    config_model._env_context = None
+    config_model.select_context(None)
+    yield
+    config_model._env_context = saved
+
+
+def oauth_context(
+    cloud: FakeCloud, token: str, account: str, email: str, *, expires_in: float = 3600
+) -> NamedContext:
+    """A context as arcade-core's browser login leaves it, its org and project chosen."""
+    cloud.add_token(token, account, email)
+    return NamedContext(
+        coordinator_url=cloud.url,
+        auth=AuthConfig(
+            access_token=token,
+            refresh_token=f"refresh-{account}",
+            expires_at=datetime.now() + timedelta(seconds=expires_in),
+        ),
+        user=UserConfig(email=email, account_id=account),
+        context=ContextConfig(
+            org_id=f"org_{account}",
+            org_name=f"{email}'s org",
+            project_id=f"proj_{account}",
+            project_name="Default",
+        ),
+    )
+
+
+def arcade_core_login(contexts: dict[str, NamedContext], active: str) -> Config:
+    """Save credentials with arcade-core's Config, as today's Arcade CLI does."""
+    config = Config(contexts=contexts)
+    config.use_context(active)
+    config.save_to_file()
+    return config
+
+
+def usage_json(work_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((work_dir / "usage.json").read_bytes())
+    return data
+
+
+def status(env: dict[str, str] | None = None) -> None:
+    result = run_arcade("usage", "status", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- one folder ----------------------------------------------------------------------------
+
+
+def test_arcade_work_dir_is_the_folder_both_clis_use(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    arcade_core_login({"work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io")}, "work")
+    assert Config.get_config_file_path() == work_dir / "credentials.yaml"
+
+    status()
+
+    [event] = wait_until(posthog.command_events)
+    assert event["distinct_id"] == "acc_work"
+    assert usage_json(work_dir)["linked_principal_id"] == "acc_work"
+    status_json = json.loads(run_arcade("usage", "status", "--json").stdout)
+    assert status_json["identity_file"] == str(work_dir / "usage.json")
+
+
+# -- logged in with today's Arcade CLI ---------------------------------------------------
+
+
+def test_an_oauth_login_is_linked_on_the_first_command_with_one_alias(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    status()  # the machine's anonymous history
+    anon = wait_until(posthog.command_events)[0]["distinct_id"]
+    arcade_core_login({"work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io")}, "work")
+
+    status()
+    status()
+
+    wait_until(lambda: len(posthog.command_events()) == 3)
+    first, *later = posthog.command_events()
+    assert posthog.aliases() == [(anon, "acc_work")]
+    assert [e["distinct_id"] for e in later] == ["acc_work", "acc_work"]
+    for event in later:
+        props = event["properties"]
+        assert (props["org_id"], props["project_id"]) == ("org_acc_work", "proj_acc_work")
+        assert "$process_person_profile" not in props
+    assert "org_id" not in first["properties"]
+    assert cloud.whoamis == 1  # the second command trusted the link: no request, no YAML
+    assert cloud.validations == 0
+
+
+def test_arcade_context_picks_the_account_for_one_process(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    arcade_core_login(
+        {
+            "work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io"),
+            "home": oauth_context(cloud, HOME_TOKEN, "acc_home", "h@x.io"),
+        },
+        "work",
+    )
+
+    status()
+    status(env={"ARCADE_CONTEXT": "home"})
+
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    work, home = posthog.command_events()
+    assert (work["distinct_id"], home["distinct_id"]) == ("acc_work", "acc_home")
+    assert home["properties"]["org_id"] == "org_acc_home"
+    assert not posthog.same_person("acc_work", "acc_home")
+    # The file still says "work": the choice held for that one process.
+    assert Config.load_from_file().active_context == "work"
+
+
+def test_switching_the_active_context_to_another_account_is_an_account_switch(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    config = arcade_core_login(
+        {
+            "work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io"),
+            "home": oauth_context(cloud, HOME_TOKEN, "acc_home", "h@x.io"),
+        },
+        "work",
+    )
+    status()
+    wait_until(posthog.command_events)
+    linked_anon = usage_json(work_dir)["anon_id"]
+
+    config.use_context("home")  # what `arcade context use home` does
+    config.save_to_file()
+    status()
+
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    assert posthog.command_events()[1]["distinct_id"] == "acc_home"
+    [(_, first), (previous, second)] = posthog.aliases()
+    assert (first, second) == ("acc_work", "acc_home")
+    assert previous != linked_anon  # rotated before linking: the two are never merged
+    assert not posthog.same_person("acc_work", "acc_home")
+    assert usage_json(work_dir)["linked_principal_id"] == "acc_home"
+
+
+def test_an_expired_access_token_is_not_presented(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    context = oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io", expires_in=-60)
+    arcade_core_login({"work": context}, "work")
+    before = (work_dir / "credentials.yaml").read_bytes()
+
+    status()
+
+    [event] = wait_until(posthog.command_events)
+    assert event["properties"]["$process_person_profile"] is False
+    assert posthog.aliases() == []
+    assert cloud.whoamis == 0
+    assert (work_dir / "credentials.yaml").read_bytes() == before  # never refreshed by us
+    assert not (work_dir / "principal_lookup.json").exists()
+
+
+def test_an_api_key_context_of_arcade_core_is_validated(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, work_dir: Path
+) -> None:
+    arcade_core_login({"ci": NamedContext(coordinator_url=cloud.url, api_key=account_a.key)}, "ci")
+
+    status()
+
+    [event] = wait_until(posthog.command_events)
+    assert event["distinct_id"] == account_a.principal
+    assert cloud.validations == 1
+
+
+# -- our login, read by today's Arcade CLI -------------------------------------------------
+
+
+def test_our_api_key_login_is_read_by_arcade_core_as_logged_in(
+    posthog: FakePostHog, account_a: Account, work_dir: Path
+) -> None:
+    result = run_arcade("login", "--api-key", account_a.key)
+    assert result.returncode == 0, result.stderr
+
+    config = Config.load_from_file()
+    assert config.api_key == account_a.key
+    assert config.user is not None
+    assert config.user.email == account_a.email
+    assert config.active_context in config.list_context_names()
+    # An older reader, that knows only the pre-context shape, still finds the key.
+    raw = yaml.safe_load((work_dir / "credentials.yaml").read_text())
+    assert raw["cloud"]["api"]["key"] == account_a.key
+
+
+def test_our_login_keeps_the_other_contexts_of_arcade_core(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, work_dir: Path
+) -> None:
+    arcade_core_login(
+        {
+            "work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io"),
+            "home": oauth_context(cloud, HOME_TOKEN, "acc_home", "h@x.io"),
+        },
+        "work",
+    )
+
+    result = run_arcade("login", "--api-key", account_a.key)
+    assert result.returncode == 0, result.stderr
+
+    config = Config.load_from_file()
+    assert config.list_context_names() == ["home", "work"]
+    assert (config.active_context, config.api_key, config.auth) == ("work", account_a.key, None)
+    assert config.contexts is not None
+    home = config.contexts["home"]
+    assert home.auth is not None
+    assert home.auth.access_token == HOME_TOKEN
+
+
+def test_logout_removes_the_context_in_force_and_the_file_with_the_last(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    arcade_core_login(
+        {
+            "work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io"),
+            "home": oauth_context(cloud, HOME_TOKEN, "acc_home", "h@x.io"),
+        },
+        "work",
+    )
+
+    first = run_arcade("logout")
+    assert (first.returncode, first.stdout) == (0, "Logged out.\n"), first.stderr
+    config = Config.load_from_file()
+    assert (config.list_context_names(), config.active_context) == (["home"], "home")
+    assert config.auth is not None
+    assert config.auth.access_token == HOME_TOKEN
+
+    second = run_arcade("logout")
+    assert (second.returncode, second.stdout) == (0, "Logged out.\n"), second.stderr
+    assert not (work_dir / "credentials.yaml").exists()
+
+
+def test_whoami_shows_the_context_org_and_project(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    arcade_core_login({"work": oauth_context(cloud, WORK_TOKEN, "acc_work", "w@x.io")}, "work")
+
+    result = run_arcade("whoami")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "Email:     w@x.io\n"
+        "Principal: acc_work\n"
+        f"Cloud:     {cloud.url}\n"
+        "Context:   work\n"
+        "Org:       w@x.io's org (org_acc_work)\n"
+        "Project:   Default (proj_acc_work)\n"
+    )
