@@ -14,7 +14,7 @@ import pytest
 from arcade_identity import Credentials, save_credentials
 from arcade_usage import FAILED, SUCCEEDED, CommandTracker
 from helpers import wait_until
-from servers import FakePostHog
+from servers import FakeCloud, FakePostHog
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -150,3 +150,68 @@ def test_track_times_a_block_and_records_how_it_ended(posthog: FakePostHog) -> N
     for event in events.values():
         assert event["properties"]["cli_name"] == "argparse-tool"
         assert event["properties"]["duration"] >= 0.0
+
+
+# -- the docs' tables ----------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "usage-data.md"
+
+
+def _documented() -> dict[str, set[str]]:
+    """The property names in docs/usage-data.md's tables, by the event they describe."""
+    import re
+
+    tables: dict[str, set[str]] = {}
+    kind = ""
+    for line in DOCS.read_text().splitlines():
+        if line.startswith("### "):
+            commands, aliases = line == "### Commands", line.startswith("### Linking")
+            kind = "command" if commands else "$create_alias" if aliases else ""
+        elif re.fullmatch(r"`MCP (server started|tool called)`:", line):
+            kind = line.strip("`:")
+        elif kind and line.startswith("| `"):
+            name = line.split("|")[1].strip()
+            tables.setdefault(kind, set()).update(re.findall(r"`([^`]+)`", name))
+    return tables
+
+
+def test_the_docs_list_every_property_exactly_as_sent(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    from arcade_core.config_model import Config, ContextConfig, NamedContext, UserConfig
+
+    from arcade_usage import ServerTracker
+
+    key = f"key-{uuid.uuid4().hex}"
+    cloud.add_account(key, "prn_docs", "docs@example.com")
+    # Anonymous: a failed command, a server's start and calls.
+    CommandTracker(cli_version="9.9.9").track_command_execution("deploy", False, 5.0, "boom")
+    server = ServerTracker(server_version="1.2.3")
+    server.track_server_start("http", "127.0.0.1", 8000, 2, None)
+    server.track_tool_call(False, "no such row")
+    # Logged in with today's Arcade CLI, in a context with an org and a project.
+    context = ContextConfig(org_id="org_1", org_name="O", project_id="proj_1", project_name="P")
+    config = Config(
+        contexts={
+            "work": NamedContext(
+                api_key=key, user=UserConfig(email="docs@example.com"), context=context
+            )
+        }
+    )
+    config.use_context("work")
+    config.save_to_file()
+    CommandTracker(cli_version="9.9.9").track_command_execution("whoami", True, 3.0)
+    server.track_tool_call(True)
+
+    wait_until(lambda: len(posthog.events()) == 6)
+    sent: dict[str, set[str]] = {}
+    for event in posthog.events():
+        kind = "command" if event["event"].startswith("CLI execution") else event["event"]
+        sent.setdefault(kind, set()).update(event["properties"])
+    assert sent == _documented()
+    linked = posthog.events(SUCCEEDED)[0]["properties"]
+    assert (linked["org_id"], linked["project_id"]) == ("org_1", "proj_1")
+    assert isinstance(linked["duration_ms"], int)
+    assert linked["runtime_language"] == "python"
+    assert linked["runtime_version"] == platform.python_version()
+    assert all(e["properties"]["$geoip_disable"] is True for e in posthog.events())
