@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import typer
-from typer._click.exceptions import ClickException
 
 from arcade_usage import CommandTracker
-from arcade_usage.typer import TrackedTyper
+from arcade_usage.typer import ClickException, TrackedTyper
 from helpers import wait_until
 from servers import FakePostHog
 
@@ -112,3 +111,30 @@ def test_a_one_command_app_reports_the_command_not_the_program(posthog: FakePost
     assert _run(app) == 0
     event = wait_until(posthog.command_events)[0]
     assert event["properties"]["command_name"] == "say-hello"
+
+
+def test_a_command_that_takes_the_context_itself_gets_it_and_is_tracked(
+    posthog: FakePostHog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TrackedTyper asks typer for the context the way any callback does; a callback
+    # that asks for it too gets the very same one, with its other parameters.
+    app = TrackedTyper(tracker=CommandTracker(cli_version="9.9.9"))
+    group = typer.Typer()
+
+    @group.command()
+    def show(ctx: typer.Context, name: str = typer.Option("x", "--name")) -> None:
+        typer.echo(f"{ctx.info_name} {name}")
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    app.add_typer(group, name="config")
+
+    assert _run(app, "config", "show", "--name", "y") == 0
+    assert capsys.readouterr().out == "show y\n"
+    event = wait_until(posthog.command_events)[0]
+    assert event["properties"]["command_name"] == "config.show"
+    # The parameter TrackedTyper adds is not an option the user sees.
+    assert _run(app, "config", "show", "--help") == 0
+    assert "arcade" not in capsys.readouterr().out.lower()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typer._click.exceptions import ClickException
+from arcade_usage.typer import ClickException
 
 
 class ArcadeCliError(ClickException):

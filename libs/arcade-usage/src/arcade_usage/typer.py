@@ -1,23 +1,28 @@
 """TrackedTyper: a drop-in `typer.Typer` that reports every command it runs.
 
 This is the only module of arcade-usage that imports typer (install the
-`arcade-usage[typer]` extra).
+`arcade-usage[typer]` extra). It works with typer 0.16 (Arcade's CLI pins it; it
+depends on click) up to the newest (from 0.26 typer carries its own click as the
+private `typer._click`): it touches click only through what typer makes public.
+The command's context reaches a wrapped callback the way typer hands it to any
+callback, as a parameter annotated `typer.Context`.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from typer._click.exceptions import ClickException
-from typer._click.globals import get_current_context
 from typer.models import CommandInfo
 
 from arcade_usage._scrub import scrub
 from arcade_usage._tracker import CommandTracker
+
+__all__ = ["ClickException", "TrackedTyper"]
 
 _SENSITIVE_WORDS = (
     "key",
@@ -30,6 +35,28 @@ _SENSITIVE_WORDS = (
     "signature",
 )
 _INSTRUMENTED = "__arcade_usage_instrumented__"
+_CONTEXT_PARAM = "arcade_usage_context"
+"""The parameter a wrapped callback asks typer for the context by (unless it has its own)."""
+
+
+def _click_exception() -> type[Exception]:
+    """click's `ClickException`, from whichever click the installed typer uses.
+
+    Found through the public `typer.BadParameter`, which derives from it in every
+    typer: `click.ClickException` before 0.26, `typer._click`'s after.
+    """
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException":
+            found: type[Exception] = cls
+            return found
+    raise ImportError("typer.BadParameter does not derive from a ClickException")
+
+
+if TYPE_CHECKING:  # never imported at run time: typer before 0.26 has no `typer._click`
+    from typer._click.exceptions import ClickException
+else:
+    ClickException = _click_exception()
+    """The base of click's expected errors (`Error: ...`), for the installed typer."""
 
 
 class _Run:
@@ -109,13 +136,15 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
     callback = info.callback
     if callback is None or getattr(callback, _INSTRUMENTED, False):
         return
+    own_context = _context_param(callback)
+    context_param = own_context or _CONTEXT_PARAM
 
     @functools.wraps(callback)
     def tracked(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs[context_param] if own_context else kwargs.pop(_CONTEXT_PARAM, None)
         run = current()
-        if run is None:  # called outside TrackedTyper.__call__ (e.g. as a plain function)
+        if run is None or ctx is None:  # called outside TrackedTyper.__call__
             return callback(*args, **kwargs)
-        ctx = get_current_context()
         names: list[str] = []
         while ctx.parent is not None:
             names.append(ctx.info_name or "")
@@ -142,8 +171,34 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
             run.error = f"{type(exc).__name__}: {exc}"
             raise
 
+    if own_context is None:
+        # Ask typer for the context as it is asked by any callback that wants it.
+        signature = inspect.signature(callback)
+        params = list(signature.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+        extra = inspect.Parameter(
+            _CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context
+        )
+        tracked.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params[:at], extra, *params[at:]]
+        )
+        tracked.__annotations__ = {**callback.__annotations__, _CONTEXT_PARAM: typer.Context}
     setattr(tracked, _INSTRUMENTED, True)
     info.callback = tracked
+
+
+def _context_param(callback: Callable[..., Any]) -> str | None:
+    """The name of the callback's own `typer.Context` parameter, if it has one."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(callback)
+    except Exception:  # an annotation typer would resolve its own way: ask by name
+        hints = {}
+    for name, hint in hints.items():
+        if isinstance(hint, type) and issubclass(hint, typer.Context):
+            return name
+    return None
 
 
 def _exit_status(exc: SystemExit) -> tuple[int, str | None]:
