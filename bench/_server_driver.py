@@ -40,7 +40,9 @@ def _ours() -> tuple[Call, Call, Call]:
     tracker = importlib.import_module("arcade_usage").ServerTracker(server_version="1.2.3")
 
     def start() -> None:
-        tracker.track_server_start(transport="stdio", host=None, port=None, tool_count=3)
+        tracker.track_server_start(
+            transport="stdio", host=None, port=None, tool_count=3, resource_server_validator=None
+        )
 
     def call() -> None:
         tracker.track_tool_call(success=True, failure_reason=None)
@@ -52,7 +54,9 @@ def _mcp_server() -> tuple[Call, Call, Call]:
     tracker = importlib.import_module("arcade_mcp_server.usage").ServerTracker()
 
     def start() -> None:
-        tracker.track_server_start(transport="stdio", host=None, port=None, tool_count=3)
+        tracker.track_server_start(
+            transport="stdio", host=None, port=None, tool_count=3, resource_server_validator=None
+        )
 
     def call() -> None:
         tracker.track_tool_call(success=True, failure_reason=None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arcade_identity import Credentials, save_credentials
+from arcade_identity import Credentials, UsageIdentity, save_credentials
 from arcade_usage import CommandTracker
 from helpers import sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
@@ -87,4 +87,42 @@ def test_tracking_raises_no_resource_warning_in_dev_mode(
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr
     wait_until(posthog.command_events)
+    wait_until(lambda: not sender_pids(work_dir))
+
+
+@pytest.mark.timeout(60)
+def test_linked_oauth_context_keeps_its_org_without_yaml_on_the_steady_path(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    # Credentials of today's Arcade CLI (a named context, an access token, an org and a
+    # project): once linked, a command still imports no YAML, yet its event carries the
+    # context's org and project, kept with the link's fingerprint.
+    from datetime import datetime, timedelta
+
+    from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext
+
+    token = f"tok-{uuid.uuid4().hex}"
+    cloud.add_token(token, "acc_light", "light@example.com")
+    auth = AuthConfig(
+        access_token=token, refresh_token="r", expires_at=datetime.now() + timedelta(hours=1)
+    )
+    context = ContextConfig(org_id="org_l", org_name="L", project_id="proj_l", project_name="P")
+    config = Config(contexts={"work": NamedContext(auth=auth, context=context)})
+    config.use_context("work")
+    config.save_to_file()
+    # Linked as a first command links (with time to spare on a loaded machine).
+    identity = UsageIdentity(lookup_timeout=30)
+    principal = identity.get_principal_id()
+    assert principal == "acc_light"
+    identity.set_linked_principal_id(principal)
+
+    assert _heavy_modules_after_one_command() == []
+
+    steady = wait_until(posthog.command_events)[0]
+    assert steady["distinct_id"] == "acc_light"
+    assert (steady["properties"]["org_id"], steady["properties"]["project_id"]) == (
+        "org_l",
+        "proj_l",
+    )
+    assert cloud.whoamis == 1
     wait_until(lambda: not sender_pids(work_dir))
