@@ -173,7 +173,12 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
 
     if own_context is None:
         # Ask typer for the context as it is asked by any callback that wants it.
-        signature = inspect.signature(callback)
+        # Annotations evaluated: typer before 0.17 reads a callback's `Annotated[...]`
+        # options from the signature it is given, which is this one.
+        try:
+            signature = inspect.signature(callback, eval_str=True)
+        except Exception:  # an annotation only typer's own resolution understands
+            signature = inspect.signature(callback)
         params = list(signature.parameters.values())
         at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
         extra = inspect.Parameter(
