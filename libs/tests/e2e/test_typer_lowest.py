@@ -24,7 +24,9 @@ _MACHINE_HOME = os.environ.get("HOME", "")  # uv's cache, before the autouse fix
 UNREACHABLE = ("failed to fetch", "dns error", "connect", "network", "timed out", "offline")
 
 APP = """\
+from __future__ import annotations
 import sys
+from typing import Annotated
 import typer
 import posthog.version
 from arcade_usage import CommandTracker
@@ -33,8 +35,10 @@ from arcade_usage.typer import TrackedTyper
 app = TrackedTyper(tracker=CommandTracker(cli_version="1.0.0", cli_name="old-typer-tool"))
 
 @app.command()
-def hello(ctx: typer.Context, name: str = "world") -> None:
-    print(typer.__version__, posthog.version.VERSION, ctx.info_name, name)
+def hello(
+    ctx: typer.Context, who: Annotated[str, typer.Option("--name", help="whom")] = "world"
+) -> None:
+    print(typer.__version__, posthog.version.VERSION, ctx.info_name, who)
 
 @app.command()
 def bye() -> None:
