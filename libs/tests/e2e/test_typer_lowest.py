@@ -73,7 +73,9 @@ def typer_016_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     if shutil.which("uv") is None:
         pytest.skip("uv is not on PATH: cannot make the typer 0.16 venv")
-    shared = tmp_path_factory.getbasetemp().parent  # the same for every xdist worker
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's, the same for every xdist worker
     venv = shared / "typer-0.16-venv"
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     with FileLock(str(shared / "typer-0.16-venv.lock")):
