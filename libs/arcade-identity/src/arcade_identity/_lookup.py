@@ -139,7 +139,7 @@ def _within(timeout: float, sent: threading.Event, call: Callable[[], T]) -> T:
     connecting on a starved machine) is LookupNotSentError: not Cloud's failure.
     """
     if timeout <= 0:
-        raise LookupNotSentError("no time was left for the principal lookup")
+        raise LookupNotSentError("no time was left to ask Arcade Cloud")
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -156,7 +156,9 @@ def _within(timeout: float, sent: threading.Event, call: Callable[[], T]) -> T:
         raise failure[0]
     if not outcome:
         if not sent.is_set():
-            raise LookupNotSentError(f"the principal lookup was not sent within {timeout:g} s")
+            raise LookupNotSentError(
+                f"the request to Arcade Cloud could not be sent within {timeout:g} s"
+            )
         raise PrincipalLookupError(f"Arcade Cloud did not answer within {timeout:g} s")
     return outcome[0]
 
