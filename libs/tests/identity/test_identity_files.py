@@ -205,6 +205,29 @@ def test_a_relative_work_dir_is_made_absolute_once(
     assert not (tmp_path / "projects" / "projects").exists()
 
 
+@pytest.mark.parametrize("value", ["~/cfg", "~"])
+def test_a_work_dir_under_the_home_is_the_one_arcade_core_uses(
+    value: str, isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ARCADE_WORK_DIR=~/cfg` written where no shell expands it (a .env file, a service)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARCADE_WORK_DIR", value)
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from arcade_core import constants; print(constants.ARCADE_CONFIG_PATH)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+    assert arcade_dir() == Path(theirs) == isolated_env / value.removeprefix("~").lstrip("/")
+    assert not (tmp_path / "~").exists()
+
+
 NO_HOME = """\
 import json
 from arcade_identity import HomeNotFoundError, IdentityUnavailableError, UsageIdentity, arcade_dir

@@ -46,15 +46,23 @@ def arcade_dir(work_dir: str | os.PathLike[str] | None = None) -> Path:
     """The configuration folder as an absolute path: `work_dir`, else `$ARCADE_WORK_DIR`,
     else `~/.arcade`.
 
-    A relative work dir is taken relative to the current directory now, so that a
-    caller that keeps the result (or hands it to a child) keeps one place.
+    A leading `~` is the home directory; a relative work dir is taken relative to
+    the current directory now, so that a caller that keeps the result (or hands it
+    to a child) keeps one place.
     Raises HomeNotFoundError when neither a work dir nor a home directory exists.
     """
     from pathlib import Path  # here: the detached sender needs only the names above
 
     if work_dir is None or os.fspath(work_dir) == "":
         work_dir = os.environ.get("ARCADE_WORK_DIR") or os.path.join(_home(), ARCADE_DIR)
-    return Path(os.path.abspath(work_dir))
+    folder = os.fspath(work_dir)
+    if folder.startswith("~"):
+        # `~/cfg` means the home's `cfg` even where no shell expanded it (a .env file, a
+        # service, Windows' cmd), as arcade-core reads it: one folder for both.
+        folder = os.path.expanduser(folder)
+        if folder.startswith("~"):
+            raise HomeNotFoundError(f"ARCADE_WORK_DIR {folder!r} names a home that is not found")
+    return Path(os.path.abspath(folder))
 
 
 def _home() -> str:
