@@ -225,9 +225,14 @@ def test_debug_shows_the_alias_but_leaves_it_for_a_real_run(
 
 @pytest.mark.parametrize("state", ["anonymous", "logged in"])
 def test_the_notice_is_true_whoever_the_user_is(
-    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, state: str
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    work_dir: Path,
+    state: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The whole notice, the same for a logged-in user's first command as for anyone's."""
+    monkeypatch.delenv("COLUMNS", raising=False)
     if state == "logged in":
         key = f"key-{uuid.uuid4().hex}"
         cloud.add_account(key, "prn_notice", "notice@example.com")
@@ -236,16 +241,14 @@ def test_the_notice_is_true_whoever_the_user_is(
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         tracker.track_command_execution("sync", True)
-    assert stderr.getvalue() == (
-        "Arcade tools collect usage data to improve them: the name of the command or tool,"
-        " whether\n"
-        "it succeeded, how long it took, the error if any, and the versions of the tool,"
-        " Python and\n"
-        "your OS. Never your API key, files or arguments. Events are linked to your Arcade"
-        " account\n"
-        "while you are logged in, and anonymous otherwise.\n"
-        "Opt out with ARCADE_USAGE_TRACKING=0 (or DO_NOT_TRACK=1), or run"
-        " `arcade usage disable`.\n"
+    assert stderr.getvalue() == (  # no terminal behind stderr: wrapped to 80 columns
+        "Arcade tools collect usage data to improve them: the name of the command or\n"
+        "tool, whether it succeeded, how long it took, the error if any, and the versions\n"
+        "of the tool, Python and your OS. Never your API key, files or arguments. Events\n"
+        "are linked to your Arcade account while you are logged in, and anonymous\n"
+        "otherwise.\n"
+        "Opt out with ARCADE_USAGE_TRACKING=0 (or DO_NOT_TRACK=1), or run\n"
+        "`arcade usage disable`.\n"
     )
     [event] = wait_until(posthog.command_events)
     expected = (

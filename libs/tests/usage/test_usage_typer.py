@@ -24,6 +24,7 @@ class DeployError(ClickException):
 def _app() -> TrackedTyper:
     app = TrackedTyper(tracker=CommandTracker(cli_version="9.9.9"), pretty_exceptions_enable=False)
     group = typer.Typer()
+    help_group = typer.Typer(no_args_is_help=True)
 
     @app.command()
     def ok() -> None:
@@ -45,7 +46,12 @@ def _app() -> TrackedTyper:
     def sub() -> None:
         typer.echo("nested")
 
+    @help_group.command()
+    def other() -> None:
+        typer.echo("other")
+
     app.add_typer(group, name="group")
+    app.add_typer(help_group, name="help-group")
     return app
 
 
@@ -55,16 +61,49 @@ def _run(app: TrackedTyper, *args: str) -> Any:
     return exit_info.value.code
 
 
-def test_help_and_usage_errors_send_nothing(
-    posthog: FakePostHog, work_dir: Path, child_pids: Callable[[], list[int]]
+def test_help_sends_nothing_but_a_first_run_shows_the_notice_first(
+    posthog: FakePostHog,
+    work_dir: Path,
+    child_pids: Callable[[], list[int]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     app = _app()
     assert _run(app, "--help") == 0
+    first = capsys.readouterr()
+    assert first.err.startswith("Arcade tools collect usage data")  # before anything else
+    assert first.out.lstrip().startswith("Usage: tool")
     assert _run(app, "group", "--help") == 0
-    assert _run(app, "no-such-command") == 2
+    assert _run(app, "help-group") == 2  # shows its help, as asked: not a failure
+    assert capsys.readouterr().err == ""  # once
     assert child_pids() == []
-    assert not work_dir.exists()  # not even an identity
     assert posthog.requests == 0
+
+
+def test_usage_errors_are_failures_named_by_their_kind_never_by_what_was_typed(
+    posthog: FakePostHog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _app()
+    assert _run(app, "no-such-command") == 2
+    assert _run(app, "ok", "--token=sk-typed-by-mistake") == 2
+    assert _run(app, "group", "sub", "stray-argument") == 2
+    assert _run(app, "group") == 2
+    assert "No such option: --token" in capsys.readouterr().err  # what the user saw
+    wait_until(lambda: len(posthog.command_events()) == 4)
+    events = sorted(posthog.command_events(), key=lambda e: str(e["timestamp"]))
+    assert [(e["event"], e["properties"]["command_name"]) for e in events] == [
+        ("CLI execution failed", "tool"),  # no command was recognised: the tool itself
+        ("CLI execution failed", "ok"),
+        ("CLI execution failed", "group.sub"),
+        ("CLI execution failed", "group"),
+    ]
+    assert [e["properties"]["error_message"] for e in events] == [
+        "No such command.",
+        "No such option.",
+        "Got unexpected extra argument(s).",
+        "Missing command.",
+    ]
+    assert "typed" not in str(events)
+    assert "stray" not in str(events)
 
 
 def test_each_command_reports_its_outcome(

@@ -129,6 +129,7 @@ def wait_for_login(base_url: str, *, open_browser: bool, timeout: float) -> tupl
         typer.echo(url)
         if open_browser:
             webbrowser.open(url)
+        typer.echo("Waiting for the login to finish in the browser (Ctrl-C to cancel)...")
         if not server.done.wait(timeout):
             raise LoginTimeoutError(
                 f"no login arrived within {timeout:g} s. Run `arcade login` to try again."

@@ -19,7 +19,7 @@ app = TrackedTyper(
     logout_command="logout",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )

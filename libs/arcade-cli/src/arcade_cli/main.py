@@ -2,8 +2,10 @@
 
 Whatever happens below (a bug included), the user sees at most one line about
 it on stderr and a non-zero exit code, never a traceback: a closed stdout, a
-reader that went away (`arcade ... | head`), a closed stderr, Ctrl-C at any
-moment (exit 130), a full or read-only disk.
+closed stderr, Ctrl-C at any moment (exit 130), a full or read-only disk. A
+reader that went away (`arcade ... | head -1`) is no error at all: the command
+ends quietly with the status of a process killed by SIGPIPE (141), as Unix tools
+do, since Python ignores SIGPIPE and would otherwise report it as BrokenPipeError.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 INTERRUPTED = 130
 """The exit code of a command stopped by Ctrl-C, as shells report a SIGINT death."""
+PIPE_CLOSED = 141
+"""The exit code of a command whose reader went away, as shells report a SIGPIPE death."""
 
 DISTRIBUTION = "arcade-dev-cli"
 """The name arcade is installed under (PyPI's `arcade-cli` is another project)."""
@@ -71,8 +75,15 @@ def _run(args: list[str]) -> object:
 
 
 def _broken_pipe() -> int:
-    _say("Error: the output could not be written: Broken pipe")
-    return 1
+    """The reader of stdout went away: say nothing (it would not be read either) and
+    let nothing still buffered fail again on the way out."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+    return PIPE_CLOSED
 
 
 def _guard_closed_fds() -> None:
@@ -128,15 +139,13 @@ def _say(line: str) -> None:
         pass
 
 
-def _flush(stream: TextIO | None) -> str | None:
+def _flush(stream: TextIO | None) -> Exception | None:
     """Flush a standard stream; why what was written could not be delivered, if it could not."""
     try:
         if stream is not None:
             stream.flush()
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    except ValueError as exc:  # closed
-        return str(exc)
+    except (OSError, ValueError) as exc:  # ValueError: closed
+        return exc
     return None
 
 
@@ -158,8 +167,11 @@ def _exit_now(code: object) -> NoReturn:
         if code == INTERRUPTED:
             _say("Aborted.")
         problem = _flush(sys.stdout)
-        if problem is not None and code == 0:
-            _say(f"Error: the output could not be written: {problem}")
+        if isinstance(problem, BrokenPipeError):
+            code = _broken_pipe() if code == 0 else code
+        elif problem is not None and code == 0:
+            reason = problem.strerror if isinstance(problem, OSError) else None
+            _say(f"Error: the output could not be written: {reason or problem}")
             code = 1
         _flush(sys.stderr)
     except KeyboardInterrupt:

@@ -22,13 +22,18 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
 
-NOTICE = """\
-Arcade tools collect usage data to improve them: the name of the command or tool, whether
-it succeeded, how long it took, the error if any, and the versions of the tool, Python and
-your OS. Never your API key, files or arguments. Events are linked to your Arcade account
-while you are logged in, and anonymous otherwise.
-Opt out with ARCADE_USAGE_TRACKING=0 (or DO_NOT_TRACK=1), or run `arcade usage disable`.
-"""
+NOTICE_PARAGRAPHS = (
+    "Arcade tools collect usage data to improve them: the name of the command or tool,"
+    " whether it succeeded, how long it took, the error if any, and the versions of the"
+    " tool, Python and your OS. Never your API key, files or arguments. Events are linked"
+    " to your Arcade account while you are logged in, and anonymous otherwise.",
+    "Opt out with ARCADE_USAGE_TRACKING=0 (or DO_NOT_TRACK=1), or run `arcade usage disable`.",
+)
+"""The one-time notice, a paragraph a string: wrapped to the terminal when printed."""
+DEFAULT_COLUMNS = 80
+"""The width the notice is wrapped to when stderr is not a terminal and COLUMNS is unset."""
+MAX_COLUMNS = 100
+"""Wider lines are hard to read: a wide terminal still gets the notice in this measure."""
 
 _DISABLED_NOTE = b"""\
 Arcade usage tracking is disabled on this machine.
@@ -112,10 +117,45 @@ def enable_tracking(work_dir: str | os.PathLike[str] | None = None) -> bool:
 def print_notice() -> None:
     """Write the notice to stderr, so that nothing is added to a command's output."""
     try:
-        sys.stderr.write(NOTICE)
+        sys.stderr.write(notice_text(_stderr_columns()))
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass  # no usable stderr (closed, detached): the notice is not worth an error
+
+
+def notice_text(columns: int = DEFAULT_COLUMNS) -> str:
+    """The notice, each paragraph wrapped to `columns` (at most MAX_COLUMNS), words kept whole."""
+    import textwrap
+
+    width = max(20, min(columns, MAX_COLUMNS))
+    lines = []
+    for paragraph in NOTICE_PARAGRAPHS:
+        # A `command` stays on one line: its spaces become no-break ones while wrapping.
+        parts = paragraph.split("`")
+        parts[1::2] = [part.replace(" ", "\u00a0") for part in parts[1::2]]
+        wrapped = textwrap.fill(
+            "`".join(parts), width, break_long_words=False, break_on_hyphens=False
+        )
+        lines.append(wrapped.replace("\u00a0", " ") + "\n")
+    return "".join(lines)
+
+
+def _stderr_columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` finds it, asked of stderr.
+
+    `shutil` asks stdout, which is often a pipe (`arcade ... | less`) while the notice
+    goes to a terminal on stderr.
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+        if columns > 0:
+            return columns
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or DEFAULT_COLUMNS
+    except (AttributeError, ValueError, OSError):  # not a terminal, or no real file behind it
+        return DEFAULT_COLUMNS
 
 
 def _arcade_dir(work_dir: str | os.PathLike[str] | None) -> Path | None:

@@ -55,6 +55,7 @@ class CommandTracker:
         self.work_dir = work_dir
         self.service = service or UsageService(work_dir=work_dir)
         self.identity = identity or UsageIdentity(work_dir)
+        self._noticed = False
 
     @property
     def cli_version(self) -> str:
@@ -63,6 +64,30 @@ class CommandTracker:
             self._cli_version = installed_version(CLI_DISTRIBUTION)
         return self._cli_version
 
+    def show_notice(self) -> None:
+        """Print the one-time notice now, if this is the machine's first tracked run.
+
+        A CLI calls it before its command runs, so that the notice comes before the
+        command's own output (and before its error, when the first command fails),
+        not after. It creates the identity the command's event would create anyway;
+        when tracking is off it does nothing at all.
+        """
+        if self._noticed or in_sender() or not is_tracking_enabled(self.work_dir):
+            return
+        try:
+            self.identity.load_or_create()
+            self._notice_if_created()
+        except IdentityUnavailableError:
+            pass
+        except Exception as exc:  # a tracking bug must never fail the user's command
+            if debug_enabled():
+                print(f"arcade-usage: tracking failed: {exc!r}", file=sys.stderr)
+
+    def _notice_if_created(self) -> None:
+        if self.identity.created and not self._noticed:
+            self._noticed = True
+            print_notice()
+
     @contextlib.contextmanager
     def track(self, command_name: str) -> Iterator[None]:
         """Track the block as the command `command_name`, for any CLI (click, argparse, ...).
@@ -70,6 +95,7 @@ class CommandTracker:
         Times the block and records success, or the exception that ended it (a
         `SystemExit` with code 0 or None is a success), which is raised again.
         """
+        self.show_notice()
         started = time.perf_counter()
         try:
             yield
@@ -126,8 +152,7 @@ class CommandTracker:
     ) -> None:
         identity = self.identity
         identity.load_or_create()
-        if identity.created:
-            print_notice()
+        self._notice_if_created()
         error = None
         if not success:
             error = scrub(error_message, known_secrets(identity)) or (

@@ -14,6 +14,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -76,7 +77,10 @@ class TrackedTyper(typer.Typer):
     account, which is then forgotten). A login needs no name: the first command
     that finds new credentials links them, whichever it is.
     Everything else is passed to `typer.Typer`. Eager options such as `--help` and
-    `--version`, and usage errors that stop before a command runs, send nothing.
+    `--version` send nothing; a usage error (exit 2: an unknown option, a missing
+    argument) is a failure of the command it names, recorded by its kind alone,
+    never with what was typed. The one-time notice comes before anything the run
+    prints.
     """
 
     def __init__(
@@ -94,6 +98,8 @@ class TrackedTyper(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._run = run = _Run()
         _instrument(self, lambda: self._run)
+        if not _completing():
+            self.tracker.show_notice()
         started = time.perf_counter()
         exit_code = 1
         try:
@@ -102,6 +108,9 @@ class TrackedTyper(typer.Typer):
             return result
         except SystemExit as exc:
             exit_code, message = _exit_status(exc)
+            usage = _usage_error(exc)
+            if usage is not None and run.command_name is None:
+                run.command_name, run.error = usage
             run.error = run.error or message
             raise
         finally:
@@ -164,8 +173,11 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
         except ClickException as exc:
             run.error = exc.format_message()
             raise
-        except (typer.Abort, KeyboardInterrupt):
-            run.error = "Aborted!"
+        except typer.Abort:
+            run.error = "Aborted!"  # what typer prints for it
+            raise
+        except KeyboardInterrupt:
+            run.error = "Aborted."  # typer exits 130 in silence; `arcade` prints this
             raise
         except Exception as exc:
             run.error = f"{type(exc).__name__}: {exc}"
@@ -212,3 +224,73 @@ def _exit_status(exc: SystemExit) -> tuple[int, str | None]:
     if isinstance(exc.code, int):
         return exc.code, None
     return 1, str(exc.code)
+
+
+def _completing() -> bool:
+    """True when the shell asks for completions (`_PROG_COMPLETE` is set): the notice
+    would garble the user's prompt, and be spent without being read."""
+    import os
+
+    return any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ)
+
+
+_USAGE_KINDS = {
+    "NoSuchOption": "No such option.",
+    "BadArgumentUsage": "Bad argument usage.",
+}
+_USAGE_PREFIXES = ("No such command", "Missing command", "Got unexpected extra argument(s)")
+
+
+def _usage_error(exc: SystemExit) -> tuple[str, str] | None:
+    """(command path, what went wrong) for a usage error typer showed before exiting 2.
+
+    The text keeps what the command declares (`Missing option '--api-key'.`) and
+    drops what the user typed (an unknown option could be a pasted secret).
+    """
+    error = exc.__context__  # typer shows the error, then exits while handling it
+    if exc.code != 2 or not isinstance(error, ClickException) or error.exit_code != 2:
+        return None
+    kind = type(error).__name__
+    if kind == "NoArgsIsHelpError":  # `tool group` alone shows help: asked for, not a failure
+        return None
+    ctx = getattr(error, "ctx", None) or _context_in(error.__traceback__)
+    if ctx is None:
+        return None
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    path = ".".join(reversed(names)) or ctx.command.name or ctx.info_name or ""
+    if kind in _USAGE_KINDS:
+        return path, _USAGE_KINDS[kind]
+    if kind in ("MissingParameter", "BadOptionUsage"):  # name a declared option, no value
+        return path, error.format_message()
+    if kind == "BadParameter":
+        hint = _param_hint(error)
+        return path, f"Invalid value for {hint}." if hint else "Invalid value."
+    message = error.format_message()
+    for prefix in _USAGE_PREFIXES:
+        if message.startswith(prefix):
+            return path, prefix + "."
+    return path, "Usage error."
+
+
+def _param_hint(error: ClickException) -> str | None:
+    """How the error names the declared parameter (`'--timeout'`), without its value."""
+    param = getattr(error, "param", None)
+    ctx = getattr(error, "ctx", None)
+    if param is None or ctx is None:
+        return None
+    return str(param.get_error_hint(ctx))
+
+
+def _context_in(tb: TracebackType | None) -> Any:
+    """The innermost click context on the way the error came: click's parser raises
+    some usage errors (`Option '--x' requires an argument.`) without their context."""
+    found = None
+    while tb is not None:
+        ctx = tb.tb_frame.f_locals.get("ctx")
+        if hasattr(ctx, "info_name") and hasattr(ctx, "parent"):
+            found = ctx
+        tb = tb.tb_next
+    return found

@@ -34,17 +34,22 @@ def login(
         str | None,
         typer.Option(
             "--api-key",
+            metavar="KEY",
             help="Log in with this API key instead of the browser; `-` reads it from stdin.",
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option("--host", help="Arcade Cloud URL (default: Arcade's).")
+        str | None,
+        typer.Option("--host", metavar="URL", help="Arcade Cloud URL (default: Arcade's)."),
     ] = None,
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Print the login URL without opening it.")
     ] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the browser.", hidden=True)
+        float,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Seconds to wait for the browser.", hidden=True
+        ),
     ] = LOGIN_TIMEOUT,
 ) -> None:
     """Log in to Arcade Cloud, with the browser or an API key."""
@@ -151,12 +156,25 @@ MAX_KEY_BYTES = 4096
 def _key_from_stdin() -> str:
     """The key piped in (`arcade login --api-key - < key.txt`): out of shell history and `ps`.
 
-    One trailing newline, as `echo` or a text editor leaves it, is not part of the key.
+    At a terminal it is asked for without echo, as a password is: typed keys would
+    otherwise stay on the screen (and in the terminal's scrollback). One trailing
+    newline, as `echo` or a text editor leaves it, is not part of the key.
     """
     import sys
 
     if sys.stdin is None:
         raise ArcadeCliError("--api-key -: standard input is closed.")
+    if sys.stdin.isatty():
+        import getpass
+
+        try:
+            key = getpass.getpass("Arcade API key (not shown): ").strip()
+        except KeyboardInterrupt:
+            typer.echo(err=True)  # Ctrl-C is not echoed either: end the prompt's line
+            raise
+        if not key:
+            raise ArcadeCliError("--api-key -: no API key was typed.")
+        return key
     raw = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
     if len(raw) > MAX_KEY_BYTES:
         raise ArcadeCliError(f"--api-key -: more than {MAX_KEY_BYTES} bytes on standard input.")
