@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import typer
 
 from arcade_usage import CommandTracker
+from arcade_usage._consent import notice_text
 from arcade_usage.typer import ClickException, TrackedTyper
 from helpers import wait_until
 from servers import FakePostHog
@@ -61,7 +63,7 @@ def _run(app: TrackedTyper, *args: str) -> Any:
     return exit_info.value.code
 
 
-def test_help_sends_nothing_but_a_first_run_shows_the_notice_first(
+def test_help_sends_nothing_and_creates_nothing(
     posthog: FakePostHog,
     work_dir: Path,
     child_pids: Callable[[], list[int]],
@@ -69,14 +71,28 @@ def test_help_sends_nothing_but_a_first_run_shows_the_notice_first(
 ) -> None:
     app = _app()
     assert _run(app, "--help") == 0
-    first = capsys.readouterr()
-    assert first.err.startswith("Arcade tools collect usage data")  # before anything else
-    assert first.out.lstrip().startswith("Usage: tool")
     assert _run(app, "group", "--help") == 0
     assert _run(app, "help-group") == 2  # shows its help, as asked: not a failure
-    assert capsys.readouterr().err == ""  # once
+    assert capsys.readouterr().err == ""  # no notice either
     assert child_pids() == []
+    assert list(work_dir.iterdir()) == []  # not even an identity
     assert posthog.requests == 0
+
+
+def test_the_notice_comes_before_the_first_commands_output_once(
+    posthog: FakePostHog, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    app = _app()
+
+    @app.command()
+    def loud() -> None:
+        sys.stderr.write("the command's own line\n")
+
+    assert _run(app, "loud") == 0
+    assert _run(app, "loud") == 0
+    assert capfd.readouterr().err == notice_text(80) + "the command's own line\n" * 2
+    wait_until(lambda: len(posthog.command_events()) == 2)
 
 
 def test_usage_errors_are_failures_named_by_their_kind_never_by_what_was_typed(

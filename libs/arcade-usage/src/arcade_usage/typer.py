@@ -63,7 +63,8 @@ else:
 class _Run:
     """What one invocation did: which command ran, and the error the user saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracker: CommandTracker) -> None:
+        self.tracker = tracker
         self.command_name: str | None = None
         self.error: str | None = None
         self.secrets: list[str] = []
@@ -77,10 +78,11 @@ class TrackedTyper(typer.Typer):
     account, which is then forgotten). A login needs no name: the first command
     that finds new credentials links them, whichever it is.
     Everything else is passed to `typer.Typer`. Eager options such as `--help` and
-    `--version` send nothing; a usage error (exit 2: an unknown option, a missing
-    argument) is a failure of the command it names, recorded by its kind alone,
-    never with what was typed. The one-time notice comes before anything the run
-    prints.
+    `--version`, and shell completion, send nothing and create nothing; a usage
+    error (exit 2: an unknown option, a missing argument) is a failure of the
+    command it names, recorded by its kind alone, never with what was typed. The
+    one-time notice is printed as a command starts, before its own output (after
+    a usage error, which typer prints before the tool regains control).
     """
 
     def __init__(
@@ -96,10 +98,8 @@ class TrackedTyper(typer.Typer):
         self._run: _Run | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self._run = run = _Run()
+        self._run = run = _Run(self.tracker)
         _instrument(self, lambda: self._run)
-        if not _completing():
-            self.tracker.show_notice()
         started = time.perf_counter()
         exit_code = 1
         try:
@@ -166,6 +166,7 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
             for k, v in kwargs.items()
             if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
         ]
+        run.tracker.show_notice()  # before anything the command prints
         try:
             return callback(*args, **kwargs)
         except typer.Exit:
@@ -224,14 +225,6 @@ def _exit_status(exc: SystemExit) -> tuple[int, str | None]:
     if isinstance(exc.code, int):
         return exc.code, None
     return 1, str(exc.code)
-
-
-def _completing() -> bool:
-    """True when the shell asks for completions (`_PROG_COMPLETE` is set): the notice
-    would garble the user's prompt, and be spent without being read."""
-    import os
-
-    return any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ)
 
 
 _USAGE_KINDS = {
