@@ -238,6 +238,20 @@ def test_ctrl_c_at_the_key_prompt_says_aborted_and_the_event_says_the_same(
     assert not (arcade_dir / "credentials.yaml").exists()
 
 
+def test_ctrl_d_at_the_key_prompt_aborts_and_the_event_says_what_was_shown(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    with Terminal("login", "--api-key", "-") as terminal:
+        terminal.wait_for("Arcade API key (not shown): ")
+        terminal.press("\x04")  # end of input
+        code, screen = terminal.finish()
+    assert code == 1, screen
+    assert screen == "Arcade API key (not shown): \nAborted!\n"
+    [_, event] = wait_until(lambda: len(posthog.command_events()) == 2 and posthog.command_events())
+    assert event["properties"]["error_message"] == "Aborted!"
+    assert not (arcade_dir / "credentials.yaml").exists()
+
+
 def test_the_browser_login_says_it_waits_and_how_to_cancel(
     posthog: FakePostHog, cloud: FakeCloud, first_run: str
 ) -> None:

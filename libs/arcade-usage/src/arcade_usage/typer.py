@@ -174,8 +174,8 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
         except ClickException as exc:
             run.error = exc.format_message()
             raise
-        except typer.Abort:
-            run.error = "Aborted!"  # what typer prints for it
+        except (typer.Abort, EOFError):
+            run.error = "Aborted!"  # what typer prints for both (Ctrl-D at a prompt)
             raise
         except KeyboardInterrupt:
             run.error = "Aborted."  # typer exits 130 in silence; `arcade` prints this
