@@ -202,7 +202,7 @@ def test_api_key_dash_at_a_terminal_prompts_without_echo_and_saves_the_key(
     assert code == 0, screen
     assert screen == f"Arcade API key (not shown): \nLogged in as {account_a.email}.\n"
     assert account_a.key not in screen
-    credentials = read_credentials(arcade_dir.parent)
+    credentials = read_credentials(arcade_dir)
     assert credentials is not None
     assert credentials.api_key == account_a.key
     wait_until(lambda: len(posthog.command_events()) == 2)

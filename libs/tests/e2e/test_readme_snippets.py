@@ -152,7 +152,7 @@ def test_python_examples_run_as_written_and_send_their_events(
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == block.stdout
-    assert (work_dir / ".arcade" / "usage.json").exists() == block.makes_identity
+    assert (work_dir / "usage.json").exists() == block.makes_identity
     if block.events:
         wait_until(lambda: len(posthog.events()) >= len(block.events))
     wait_until(lambda: not sender_pids(work_dir))
