@@ -166,8 +166,8 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
             for k, v in kwargs.items()
             if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
         ]
-        run.tracker.show_notice()  # before anything the command prints
         try:
+            run.tracker.show_notice()  # before anything the command prints
             return callback(*args, **kwargs)
         except typer.Exit:
             raise
