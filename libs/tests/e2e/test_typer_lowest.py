@@ -134,3 +134,32 @@ def test_tracked_typer_tracks_a_command_under_typer_016_and_the_newest_posthog(
         [str(typer_016_python), "-c", "import typer._click"], capture_output=True, check=False
     )
     assert no_private.returncode != 0  # typer 0.16 has no typer._click: we never needed it
+
+
+@pytest.mark.timeout(240)
+def test_usage_errors_are_recorded_by_kind_under_typer_016(
+    typer_016_python: Path, posthog: FakePostHog, tmp_path: Path
+) -> None:
+    script = tmp_path / "old_typer_tool.py"
+    script.write_text(APP)
+    for args in (["hello", "--nmae=secret-typo"], ["bye", "stray"], ["hello", "--name"]):
+        result = subprocess.run(
+            [str(typer_016_python), str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+    wait_until(lambda: len(posthog.command_events()) == 3, timeout=30)
+    events = sorted(posthog.command_events(), key=lambda e: str(e["timestamp"]))
+    assert [
+        (e["properties"]["command_name"], e["properties"]["error_message"]) for e in events
+    ] == [
+        ("hello", "No such option."),
+        ("bye", "Got unexpected extra argument(s)."),
+        ("hello", "Option '--name' requires an argument."),
+    ]
+    assert "secret" not in str(events)
+    assert "stray" not in str(events)

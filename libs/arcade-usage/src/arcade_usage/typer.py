@@ -231,7 +231,11 @@ _USAGE_KINDS = {
     "NoSuchOption": "No such option.",
     "BadArgumentUsage": "Bad argument usage.",
 }
-_USAGE_PREFIXES = ("No such command", "Missing command", "Got unexpected extra argument(s)")
+_USAGE_PREFIXES = {  # click's wording varies (`argument (x)` in 8.1, `argument(s)` later)
+    "No such command": "No such command.",
+    "Missing command": "Missing command.",
+    "Got unexpected extra argument": "Got unexpected extra argument(s).",
+}
 
 
 def _usage_error(exc: SystemExit) -> tuple[str, str] | None:
@@ -262,9 +266,9 @@ def _usage_error(exc: SystemExit) -> tuple[str, str] | None:
         hint = _param_hint(error)
         return path, f"Invalid value for {hint}." if hint else "Invalid value."
     message = error.format_message()
-    for prefix in _USAGE_PREFIXES:
+    for prefix, text in _USAGE_PREFIXES.items():
         if message.startswith(prefix):
-            return path, prefix + "."
+            return path, text
     return path, "Usage error."
 
 
