@@ -1,4 +1,8 @@
-"""Fixtures shared by every test: isolation, the loopback servers, running `arcade`."""
+"""Fixtures shared by every test: isolation, the loopback servers, running `arcade`.
+
+And the suite's own bookkeeping: the `versions` subset (VERSIONS_MODULES), the
+`ARCADE_TEST_ROUNDS` check, and the count of inconclusive skips.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,26 @@ from pathlib import Path
 import pytest
 
 from arcade_usage import CI_VARIABLES
+from helpers import INCONCLUSIVE, check_rounds_setting
 from servers import FakeCloud, FakePostHog
+
+TESTS = Path(__file__).resolve().parent
+
+VERSIONS_MODULES = (
+    # What changes from one Python (or one dependency's release) to the next:
+    "test_public_names.py",  # the lazy name tables, module __getattr__, TYPE_CHECKING
+    "usage/test_usage_api.py",  # lazy loading, the lean hand-over path
+    "usage/test_usage_imports.py",  # what a command imports, and its start-up budget
+    "usage/test_usage_typer.py",  # typer and click: exit codes, errors, the wrapped app
+    "usage/test_usage_delivery.py",  # the detached sender end to end: httpx, posthog, signals
+    "identity/test_identity_platforms.py",  # os names and flags, as each platform gives them
+    "e2e/test_windows_surface.py",  # the commands and senders with Windows' os surface
+    "e2e/test_cli_packaging.py",  # the wheels build, install and run in a fresh venv
+)
+"""The modules of `pytest -m versions`, the subset CI runs on the Pythons other than the
+default and the lowest-versions one (which run everything): paths under libs/tests."""
+
+STRICT_SKIPS = os.environ.get("ARCADE_TEST_STRICT_SKIPS") == "1"  # before the fixture clears it
 
 # Nothing a test starts may reach a real host: until a test asks for a fake
 # server, both URLs point at a loopback port nobody listens on.
@@ -72,3 +95,70 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloud]:
         yield server
     finally:
         server.stop()
+
+
+# -- the suite's bookkeeping ----------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problem = check_rounds_setting()
+    if problem:
+        raise pytest.UsageError(problem)
+    missing = [name for name in VERSIONS_MODULES if not (TESTS / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"VERSIONS_MODULES names modules that do not exist: {missing}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    subset = {TESTS / name for name in VERSIONS_MODULES}
+    for item in items:
+        if item.path in subset:
+            item.add_marker(pytest.mark.versions)
+
+
+OUTCOMES: dict[str, str] = {}
+"""Each test marked `may_be_inconclusive`: "inconclusive" if skipped as such, else its
+outcome. Filled from the reports, so under xdist the controller has every worker's."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "may_be_inconclusive" not in report.keywords:
+        return
+    if report.skipped and INCONCLUSIVE in str(report.longrepr):
+        OUTCOMES[report.nodeid] = "inconclusive"
+    elif report.when == "call" or report.outcome != "passed":
+        OUTCOMES.setdefault(report.nodeid, report.outcome)
+
+
+def _most_inconclusive() -> tuple[int, bool]:
+    """How many were skipped as inconclusive, and whether that is most of them."""
+    skipped = sum(outcome == "inconclusive" for outcome in OUTCOMES.values())
+    return skipped, 2 * skipped > len(OUTCOMES)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With ARCADE_TEST_STRICT_SKIPS=1, most tests that can be inconclusive being so fails
+    the run: each such skip alone is a busy machine; most of them may be a regression."""
+    if hasattr(session.config, "workerinput"):
+        return
+    if STRICT_SKIPS and OUTCOMES and _most_inconclusive()[1]:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not OUTCOMES or hasattr(terminalreporter.config, "workerinput"):
+        return
+    skipped, most = _most_inconclusive()
+    line = (
+        f"inconclusive: {skipped} of {len(OUTCOMES)} tests that can be inconclusive "
+        "were skipped as such (the machine too busy to observe what they prove)"
+    )
+    failing = STRICT_SKIPS and most
+    terminalreporter.write_sep("-", "inconclusive skips")
+    terminalreporter.write_line(line, red=failing, yellow=bool(skipped) and not failing)
+    if failing:
+        terminalreporter.write_line(
+            "error: most of them were: with ARCADE_TEST_STRICT_SKIPS=1 that fails the run",
+            red=True,
+        )

@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 # The proxies of the machine, as they were before the autouse fixture fenced them off:
@@ -19,6 +21,48 @@ _MACHINE_PROXIES = {
 }
 
 ARCADE = Path(sys.executable).with_name("arcade.exe" if os.name == "nt" else "arcade")
+
+# Read once, at import: the autouse fixture clears every ARCADE_* variable before a test.
+_ROUNDS_SETTING = os.environ.get("ARCADE_TEST_ROUNDS", "")
+
+INCONCLUSIVE = "inconclusive: "
+"""The prefix of a skip that means "this run could not tell", never "does not apply".
+
+conftest.py counts such skips in the terminal summary and, with
+ARCADE_TEST_STRICT_SKIPS=1 (CI), fails the session when most tests that can be
+inconclusive were: a busy machine must not hide a regression as a row of skips.
+"""
+
+
+def rounds(default: int) -> int:
+    """How many rounds a race or randomised test runs: `ARCADE_TEST_ROUNDS` if set, else
+    `default` (a module's own, kept small so `pytest -n auto` stays fast).
+
+    One setting for the whole suite, with the acceptance tests' meaning: the number of
+    rounds itself (CI's main run sets more). A value that is not a positive whole number
+    is refused by conftest.py before any test runs.
+    """
+    if not _ROUNDS_SETTING:
+        return default
+    value = int(_ROUNDS_SETTING)
+    if value < 1:
+        raise ValueError(_ROUNDS_SETTING)
+    return value
+
+
+def check_rounds_setting() -> str | None:
+    """What is wrong with `ARCADE_TEST_ROUNDS`, in one line, or None."""
+    try:
+        rounds(1)
+    except ValueError:
+        return f"ARCADE_TEST_ROUNDS must be a positive whole number, not {_ROUNDS_SETTING!r}"
+    return None
+
+
+def inconclusive(reason: str) -> NoReturn:
+    """Skip this test as inconclusive: what it proves could not be observed in this run."""
+    __tracebackhide__ = True  # the skip is reported at the test's line
+    pytest.skip(INCONCLUSIVE + reason)
 
 
 def run_arcade(
@@ -133,3 +177,44 @@ def sender_pids(work_dir: Path) -> list[int]:
         if state != "Z":
             pids.append(int(entry))
     return pids
+
+
+def _run_delay() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux's schedstat)."""
+    try:
+        fields = Path("/proc/thread-self/schedstat").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) / 1e9
+
+
+class Stopwatch:
+    """Times a block in this thread: `elapsed` on the wall clock, and `own`, that time less
+    what the kernel kept the thread waiting for a CPU (`starved`).
+
+    A budget (the 2 s lookup) is what a user waits on an idle machine; on a busy one the
+    wall clock also counts other processes' turns. `own` removes exactly those, as the
+    kernel counted them, so `assert watch.own < 2.5` proves the same bound on an idle
+    machine (where `starved` is about 0) and on a loaded one. Where schedstat is missing
+    `own` is the wall clock.
+    """
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self.starved = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._started = time.monotonic()
+        self._delay = _run_delay()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self._started
+        self.starved = _run_delay() - self._delay
+
+    @property
+    def own(self) -> float:
+        return self.elapsed - self.starved
+
+    def __repr__(self) -> str:
+        return f"{self.elapsed:.2f} s, {self.starved:.2f} s of it waiting for a CPU"

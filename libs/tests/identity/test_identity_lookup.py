@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from arcade_identity import Credentials, UsageIdentity, save_credentials
+from helpers import Stopwatch
 from identity._helpers import RunPython
 from servers import FakeCloud
 
@@ -115,15 +115,16 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     save_credentials(Credentials("key-a"))
 
     # The first command waits at most the 2 s budget, then carries on anonymously.
+    # (Timed net of the waits for a CPU a busy machine adds: helpers.Stopwatch.)
     identity = UsageIdentity()
-    start = time.monotonic()
-    assert identity.get_principal_id() is None
-    elapsed = time.monotonic() - start
+    with Stopwatch() as watch:
+        assert identity.get_principal_id() is None
     assert identity.get_distinct_id() == identity.anon_id
     if failure == "hang":
-        assert 1.8 <= elapsed < 2.5
+        assert watch.elapsed >= 1.8, watch
+        assert watch.own < 2.5, watch
     else:
-        assert elapsed < 1.0
+        assert watch.own < 1.0, watch
     asked = cloud.validations
     assert asked == (0 if failure == "refused" else 1)
     if failure == "refused":

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import line_workers
+from helpers import line_workers, rounds
 
 PROCESSES = 16
-ROUNDS = 5
+ROUNDS = rounds(3)  # ARCADE_TEST_ROUNDS sets it for the whole suite
 
 # A worker imports everything up front (so the race is on the files, not on import
 # speed), says "ready", then, for each work dir it is sent, loads the identity there.

@@ -24,12 +24,12 @@ from arcade_identity import (
     remove_credentials,
     save_credentials,
 )
-from helpers import lock_held
+from helpers import lock_held, rounds
 from identity._helpers import LOOKUP_TIMEOUT, lines, worker_pool
 from servers import FakeCloud
 
 PROCESSES = 12
-ROUNDS = 4
+ROUNDS = rounds(2)  # ARCADE_TEST_ROUNDS sets it for the whole suite
 
 # Figures of every race round, printed at the end of each test (`pytest -s` shows them).
 Tally = dict[str, int]

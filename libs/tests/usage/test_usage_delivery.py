@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ import pytest
 
 from arcade_identity import Credentials, save_credentials
 from arcade_usage import SUCCEEDED, CommandTracker, Outbox
-from helpers import sender_pids, wait_until
+from helpers import Stopwatch, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 Track = Callable[..., None]
@@ -67,9 +66,9 @@ def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
     save_credentials(Credentials(key, "slow@example.com"))
     posthog.mode = "hang"
 
-    started = time.monotonic()
-    track("login", is_login=True)
-    assert time.monotonic() - started < 2.0  # lookup, alias and link: one 2 s budget
+    with Stopwatch() as watch:  # net of a busy machine's waits for a CPU
+        track("login", is_login=True)
+    assert watch.own < 2.0, watch  # lookup, alias and link: one 2 s budget
 
     # The alias waits in the outbox ahead of the login event.
     queued = wait_until(lambda: len(_outbox(work_dir)) == 2 and _outbox(work_dir))
@@ -98,17 +97,15 @@ def test_tracked_command_does_not_wait_for_a_hanging_posthog(
 ) -> None:
     posthog.mode = "hang"
     monkeypatch.setenv("ARCADE_USAGE_TRACKING", "0")
-    started = time.perf_counter()
-    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
-    untracked = time.perf_counter() - started
+    with Stopwatch() as untracked:  # each net of a busy machine's waits for a CPU
+        CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
     monkeypatch.delenv("ARCADE_USAGE_TRACKING")
 
-    started = time.perf_counter()
-    CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
-    tracked = time.perf_counter() - started
+    with Stopwatch() as tracked:
+        CommandTracker(cli_version="9.9.9").track_command_execution("usage.status", True)
 
     # Milliseconds either way: the upload (5 s timeout against a 30 s hang) is elsewhere.
-    assert tracked < untracked + 0.5, (tracked, untracked)
+    assert tracked.own < untracked.own + 0.5, (tracked, untracked)
     # (A sender's /proc cmdline is empty for an instant after exec: poll, don't sample.)
     wait_until(lambda: sender_pids(work_dir), timeout=2)
     wait_until(lambda: posthog.requests >= 1)
