@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from arcade_identity import Credentials, UsageIdentity, save_credentials
-from helpers import Stopwatch
+from helpers import Stopwatch, inconclusive, overloaded
 from identity._helpers import RunPython
 from servers import FakeCloud
 
@@ -98,6 +98,7 @@ def _answer_once(sock: socket.socket, body: dict[str, Any], asked: list[bytes]) 
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.may_be_inconclusive
 @pytest.mark.parametrize("failure", ["hang", "error", "refused"])
 def test_failed_lookup_is_not_repeated_for_five_minutes(
     cloud: FakeCloud,
@@ -122,10 +123,12 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     assert identity.get_distinct_id() == identity.anon_id
     if failure == "hang":
         assert watch.elapsed >= 1.8, watch
-        assert watch.own < 2.5, watch
+        watch.assert_within(2.5, "a lookup against a hanging Arcade Cloud")
     else:
-        assert watch.own < 1.0, watch
+        watch.assert_within(1.0, "a lookup that fails at once")
     asked = cloud.validations
+    if failure != "refused" and asked == 0 and (why := overloaded()):
+        inconclusive(f"the lookup gave up before its request was made, at {why}")
     assert asked == (0 if failure == "refused" else 1)
     if failure == "refused":
         refusing_port.listen(4)  # from now on, a connection attempt would be accepted

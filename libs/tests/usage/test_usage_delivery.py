@@ -56,6 +56,7 @@ def _uuids(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.timeout(40)
+@pytest.mark.may_be_inconclusive
 def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
     posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, track: Track
 ) -> None:
@@ -68,7 +69,7 @@ def test_alias_gives_up_after_two_seconds_and_is_delivered_first_later(
 
     with Stopwatch() as watch:  # net of a busy machine's waits for a CPU
         track("login", is_login=True)
-    assert watch.own < 2.0, watch  # lookup, alias and link: one 2 s budget
+    watch.assert_within(2.0, "lookup, alias and link")  # one 2 s budget
 
     # The alias waits in the outbox ahead of the login event.
     queued = wait_until(lambda: len(_outbox(work_dir)) == 2 and _outbox(work_dir))

@@ -347,6 +347,7 @@ def test_a_login_elsewhere_makes_the_next_call_the_principals(
 # -- a start with everything hanging -----------------------------------------------------
 
 
+@pytest.mark.may_be_inconclusive
 @pytest.mark.parametrize("cloud_mode", ["hang", "ok"])
 def test_start_with_cloud_and_posthog_hanging_returns_in_time_and_arrives_later(
     posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, usage_data: Data, cloud_mode: str
@@ -363,7 +364,7 @@ def test_start_with_cloud_and_posthog_hanging_returns_in_time_and_arrives_later(
     tracker = ServerTracker(server_version="1.2.3")
     with Stopwatch() as watch:  # net of a busy machine's waits for a CPU
         tracker.track_server_start(transport="stdio", tool_count=1)
-    assert watch.own < 2.5, watch  # a budget, not a benchmark
+    watch.assert_within(2.5, "the start")  # a budget, not a benchmark
 
     # Its sender has filed the start (behind the alias, if one was queued) and its
     # request hangs (so does the alias's, abandoned); PostHog fails it, and the
