@@ -12,7 +12,7 @@ printed at the end of each test (`pytest -s` shows them).
 Only one race runs at a time on the machine: twenty-four processes on two cores
 can starve each other past the 2 s budget of the principal lookup, which then
 fails for the whole round by design (anonymous events, the failure remembered
-for five minutes). The tests of this file form one xdist group, which
+for five minutes). The tests that race form one xdist group, which
 `--dist loadgroup` (pyproject's addopts) runs on one worker, one after another,
 while the other workers go on with the rest of the suite (a lock shared by the
 workers did the same, but left the waiting workers idle). Such a round is told
@@ -50,8 +50,10 @@ NO_LOOKUP_IN_TIME = (
     "too busy for twelve at once), so no transition was made to count"
 )
 
-# One group: one race at a time, on one worker (see the docstring).
-pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("arcade-cli-races")]
+pytestmark = pytest.mark.timeout(240)
+
+ONE_RACE_AT_A_TIME = pytest.mark.xdist_group("arcade-cli-races")
+"""The tests that race PROCESSES processes: one worker runs them, one after another."""
 
 
 @dataclass
@@ -167,6 +169,7 @@ def report(name: str, rounds: list[dict[str, int]]) -> None:
         print(f"  round {number}: {figures}")
 
 
+@ONE_RACE_AT_A_TIME
 @pytest.mark.may_be_inconclusive
 def test_commands_finding_a_hand_written_login_together_alias_once(
     machines: Machines, account_a: Account
@@ -224,6 +227,7 @@ def test_commands_finding_a_hand_written_login_together_alias_once(
         inconclusive(NO_LOOKUP_IN_TIME)
 
 
+@ONE_RACE_AT_A_TIME
 @pytest.mark.may_be_inconclusive
 def test_commands_seeing_an_account_switch_together_rotate_once(
     machines: Machines, account_a: Account, account_b: Account
@@ -309,6 +313,7 @@ def test_a_switch_that_cannot_be_made_in_time_never_files_b_under_a(
         assert not m.posthog.same_person(event["distinct_id"], account_a.principal)
 
 
+@ONE_RACE_AT_A_TIME
 def test_logouts_run_together_rotate_once_and_send_one_logout_as_the_account(
     machines: Machines, account_a: Account
 ) -> None:
