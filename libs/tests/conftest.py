@@ -24,6 +24,7 @@ VERSIONS_MODULES = (
     "usage/test_usage_api.py",  # lazy loading, the lean hand-over path
     "usage/test_usage_imports.py",  # what a command imports, and its start-up budget
     "usage/test_usage_typer.py",  # typer and click: exit codes, errors, the wrapped app
+    "e2e/test_typer_lowest.py",  # typer 0.16 (Arcade's pin): annotations as each Python has them
     "usage/test_usage_delivery.py",  # the detached sender end to end: httpx, posthog, signals
     "identity/test_identity_platforms.py",  # os names and flags, as each platform gives them
     "e2e/test_windows_surface.py",  # the commands and senders with Windows' os surface
