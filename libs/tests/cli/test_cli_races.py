@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -227,6 +229,62 @@ def test_commands_finding_a_hand_written_login_together_alias_once(
     report("hand-written login", rounds)
     if not any(figures["aliases"] for figures in rounds):
         inconclusive(NO_LOOKUP_IN_TIME)
+
+
+CPU_HOG = "import sys\nsys.stdout.write('hot\\n'); sys.stdout.flush()\nwhile True: pass"
+
+
+@contextmanager
+def cpu_hogs(count: int) -> Iterator[None]:
+    """`count` processes spinning at normal priority for the block: a loaded machine."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", CPU_HOG], stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    try:
+        for hog in hogs:
+            assert hog.stdout is not None
+            assert hog.stdout.readline() == "hot\n"
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()
+            if hog.stdout is not None:
+                hog.stdout.close()
+
+
+@ONE_RACE_AT_A_TIME
+def test_a_starved_race_never_leaves_a_hand_written_login_anonymous(
+    machines: Machines, account_a: Account
+) -> None:
+    """Twelve commands on a loaded machine may all run out of their lookup budget; that
+    is their process's lack of time, not Cloud's failure, so it is not remembered and
+    the commands after them are the principal's, with exactly one alias."""
+    principal = account_a.principal
+    for round_no in range(ROUNDS):
+        with machines(f"starved-{round_no}") as m, cpu_hogs(2):
+            m.arcade("usage", "status")  # the machine's anonymous history
+            wait_until(lambda: m.events_of("usage.status"))
+            anon, _ = m.on_disk()
+            m.log_in_by_hand(account_a)
+
+            assert_quiet_successes(m.race("usage", "status"))
+            # The commands that follow, one at a time, still beside the two hogs: the
+            # first whose lookup gets through links, and every one after is the principal's.
+            later = 0
+            while m.on_disk()[1] is None and later < 3:
+                m.arcade("whoami")
+                later += 1
+            m.arcade("usage", "status")
+            m.settle()
+
+            assert not m.lookup_failed(), m.seen()  # Cloud never failed: nothing to remember
+            assert m.on_disk() == (anon, principal), (round_no, m.seen())
+            assert m.posthog.aliases() == [(anon, principal)], (round_no, m.seen())
+            last = m.events_of("usage.status")[-1]
+            assert last["distinct_id"] == principal, (round_no, m.seen())
 
 
 @ONE_RACE_AT_A_TIME

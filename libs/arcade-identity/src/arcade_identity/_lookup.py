@@ -3,9 +3,10 @@ on-disk memory of a lookup Cloud failed, which spares the next commands the wait
 
 An API key is looked up at `/api/v1/auth/validate`, an OAuth access token at
 `/api/v1/auth/whoami`. Only Cloud's failures are remembered (refused, 5xx, no
-answer in time once the request went out): a lookup whose own process ran out of
-time before sending (a starved machine, a dozen commands starting together) is
-`LookupNotSentError`, and leaves a logged-in user's next commands free to try.
+answer within a fair wait once the request went out): a lookup whose own process
+ran out of time before sending, or sent too late to hear back (a starved machine, a
+dozen commands starting together), is `LookupNotSentError`, and leaves a logged-in
+user's next commands free to try.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ WHOAMI_PATH = "/api/v1/auth/whoami"
 API_KEY = "api_key"
 ACCESS_TOKEN = "access_token"
 LOOKUP_TIMEOUT = 2.0
+CLOUD_FAIR_WAIT = 1.0
+"""A request that went out with less than this left (or half the budget) and timed out
+was not given a fair chance: that is the process's lack of time, not Cloud's failure."""
 FAILED_LOOKUP_MEMORY = 300.0
 """Seconds during which a failed lookup (with the same credentials and Cloud URL) is
 not tried again."""
@@ -77,7 +81,7 @@ def lookup_principal(
     cache_key = (base_url, kind, secret)
     if cache_key not in _answers:
         path = WHOAMI_PATH if kind == ACCESS_TOKEN else VALIDATE_PATH
-        sent = threading.Event()
+        sent: list[float] = []  # when the request went out (monotonic)
         try:
             answer: Principal | Exception = _within(
                 timeout, sent, lambda: _request(secret, base_url + path, timeout, transport, sent)
@@ -96,14 +100,14 @@ def _request(
     url: str,
     timeout: float,
     transport: httpx.BaseTransport | None,
-    sent: threading.Event,
+    sent: list[float],
 ) -> Principal:
     import httpx
 
     base_url = url.rsplit("/api/", 1)[0]
 
     def went_out(request: httpx.Request) -> None:
-        sent.set()
+        sent.append(time.monotonic())
 
     try:
         with httpx.Client(
@@ -130,13 +134,17 @@ def _request(
     return Principal(principal_id, email if isinstance(email, str) else None)
 
 
-def _within(timeout: float, sent: threading.Event, call: Callable[[], T]) -> T:
+def _within(timeout: float, sent: list[float], call: Callable[[], T]) -> T:
     """Run `call` on a daemon thread and give up after `timeout` seconds.
 
     httpx's timeouts apply per phase and not to DNS; a thread with a deadline
-    bounds the whole exchange. An abandoned thread dies with the process. Giving
-    up before `sent` is set (no time left, or all of it spent importing and
-    connecting on a starved machine) is LookupNotSentError: not Cloud's failure.
+    bounds the whole exchange. An abandoned thread dies with the process.
+
+    Giving up is Cloud's failure only when Cloud had a fair chance to answer: the
+    request went out (`sent` holds when) with at least CLOUD_FAIR_WAIT left. A
+    process that spent its time importing and connecting on a starved machine, and
+    sent its request too late to hear back, raises LookupNotSentError: not Cloud's
+    failure, not remembered.
     """
     if timeout <= 0:
         raise LookupNotSentError("no time was left to ask Arcade Cloud")
@@ -149,15 +157,20 @@ def _within(timeout: float, sent: threading.Event, call: Callable[[], T]) -> T:
         except BaseException as exc:
             failure.append(exc)
 
+    deadline = time.monotonic() + timeout
     worker = threading.Thread(target=run, name="arcade-principal-lookup", daemon=True)
     worker.start()
     worker.join(timeout)
     if failure:
         raise failure[0]
     if not outcome:
-        if not sent.is_set():
+        if not sent:
             raise LookupNotSentError(
                 f"the request to Arcade Cloud could not be sent within {timeout:g} s"
+            )
+        if deadline - sent[0] < min(CLOUD_FAIR_WAIT, timeout / 2):
+            raise LookupNotSentError(
+                f"the request to Arcade Cloud went out too late to be answered within {timeout:g} s"
             )
         raise PrincipalLookupError(f"Arcade Cloud did not answer within {timeout:g} s")
     return outcome[0]
