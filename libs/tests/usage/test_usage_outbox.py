@@ -51,7 +51,8 @@ pytestmark = pytest.mark.timeout(60)
 def _queued(work_dir: Path) -> list[dict[str, Any]]:
     """The messages waiting in the outbox, in delivery order."""
     outbox = Outbox(work_dir)
-    return [json.loads((Path(outbox.directory) / n).read_bytes()) for n in outbox.names()]
+    messages = [outbox.read(n) for n in outbox.names()]
+    return [dict(m) for m in messages if m is not None]
 
 
 def _names(messages: list[dict[str, Any]]) -> list[str]:
@@ -370,10 +371,10 @@ def test_429_with_retry_after_30_holds_every_command_back_then_delivers_once(
     [
         ("30", 25, 30),
         ("an HTTP date 60 s ahead", 55, 60),
-        ("99999999", DAY - 60, DAY),  # capped at a day
-        ("0", 0.5, 2),  # never shorter than the back-off's own 2 s
-        ("soon", 0.5, 2),  # unreadable: the back-off's own
-        (None, 0.5, 2),
+        ("99999999", 3600 - 60, 3600),  # an hour at most
+        ("inf", 3600 - 60, 3600),
+        ("1e309", 3600 - 60, 3600),
+        ("nan", 3600 - 60, 3600),
     ],
 )
 def test_retry_after_sets_the_back_off_every_process_honours(
@@ -395,6 +396,22 @@ def test_retry_after_sets_the_back_off_every_process_honours(
     assert _names(_queued(work_dir)) == ["limited"]
 
 
+@pytest.mark.parametrize("retry_after", ["0", "soon", None, "2"])
+def test_a_short_back_off_is_waited_out_by_the_sender_that_met_it(
+    posthog: FakePostHog, work_dir: Path, track: Track, retry_after: str | None
+) -> None:
+    """A back-off that ends within the sender's life (the first one, 2 s, or a short
+    `Retry-After`) leaves nothing for a later command: the same sender posts again."""
+    posthog.rate_limit(1, retry_after)
+    track("limited")
+    wait_until(posthog.command_events, timeout=12)
+    _settled(work_dir)
+    assert posthog.statuses() == [429, 200]
+    assert _names(posthog.command_events()) == ["limited"]
+    assert Outbox(work_dir).count() == 0
+    assert Outbox(work_dir).backoff_remaining() == 0
+
+
 @pytest.mark.parametrize("outage", ["503", "refused"])
 def test_during_an_outage_a_command_files_its_event_and_starts_no_sender(
     posthog: FakePostHog,
@@ -410,14 +427,14 @@ def test_during_an_outage_a_command_files_its_event_and_starts_no_sender(
         else:
             monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", down)
         track("first")
-        wait_until(lambda: Outbox(work_dir).backoff_remaining() > 0)
-        _settled(work_dir)
+        _settled(work_dir)  # it tried, waited out 2 s and 4 s, and left an 8 s back-off
         assert len(spawns) == 1
+        assert posthog.requests == (3 if outage == "503" else 0)
+        Outbox(work_dir).back_off()  # the outage goes on: 16 s, longer than a sender lives
         requests = posthog.requests
 
         for name in ("two", "three", "four"):
             track(name)
-        # (The first back-off is 2 s; the three commands take milliseconds.)
         assert Outbox(work_dir).backoff_remaining() > 0
         assert len(spawns) == 1
         assert sender_pids(work_dir) == []
@@ -455,7 +472,6 @@ def test_a_symlinked_outbox_is_never_followed(
     assert spawns == []
     sender = subprocess.run(
         [sys.executable, "-m", "arcade_usage"],
-        env={**os.environ, "ARCADE_USAGE_EVENT_DATA": json.dumps(_message(SUCCEEDED, "me"))},
         cwd=work_dir,
         capture_output=True,
         text=True,
@@ -468,6 +484,11 @@ def test_a_symlinked_outbox_is_never_followed(
     assert posthog.requests == 0
     assert _snapshot(project) == before
     assert (arcade_dir / "usage_outbox").is_symlink()
+
+
+def _foreign(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What a snapshot holds beside the outbox's bookkeeping (dot files, the sent log)."""
+    return {k: v for k, v in snapshot.items() if not k.startswith((".", "sent"))}
 
 
 def _foreign_entries(directory: Path, home: Path, queued: int) -> None:
@@ -504,9 +525,7 @@ def test_entries_the_outbox_did_not_write_are_left_alone_and_never_stall_it(
     assert sorted(_names(posthog.command_events())) == ["one", "three", "two"]
     assert set(posthog.statuses()) == {200}
     after = _snapshot(Path(outbox.directory))
-    assert {k: v for k, v in after.items() if not k.startswith(".")} == {
-        k: v for k, v in before.items() if not k.startswith(".")
-    }
+    assert _foreign(after) == _foreign(before)
     assert (work_dir / "notes.json").read_bytes() == notes
     # Delivered as on a good day, and the uploader leaves once it is done (it lingers
     # about a second), not at its deadline, held by entries that are not its own.
@@ -525,31 +544,105 @@ def test_disable_leaves_entries_it_did_not_write(work_dir: Path) -> None:
     disable_tracking()
 
     after = _snapshot(Path(outbox.directory))
-    assert [k for k in before if k not in after and not k.startswith(".")] == [
+    assert [k for k in _foreign(before) if k not in after] == [
         name for name in before if name.startswith("000000000001-")
     ]
-    assert all(after[k] == before[k] for k in after if not k.startswith("."))
+    assert all(after[k] == before[k] for k in _foreign(after))
 
 
-def test_its_own_file_names_planted_as_links_lead_it_to_no_user_file(
-    posthog: FakePostHog, work_dir: Path, track: Track
+BOOKKEEPING = (".seq", ".accept.lock", ".upload.lock", ".backoff")
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo", "directory"])
+def test_anything_planted_as_its_bookkeeping_files_blocks_nothing_and_is_left_whole(
+    posthog: FakePostHog,
+    work_dir: Path,
+    track: Track,
+    spawns: list[list[str]],
+    planted: str,
 ) -> None:
+    """A link, a FIFO or a directory in place of `.seq`, the locks and the back-off: moved
+    aside (never followed, read or deleted), and every event goes."""
     outbox = Outbox(work_dir)
     outbox.prepare()
     user_file = work_dir / "thesis.txt"
     user_file.write_bytes(b"three years of work")
-    for name in (".seq", ".upload.lock", ".uploader", ".spawned", ".backoff"):
-        (Path(outbox.directory) / name).symlink_to(user_file)
+    for name in BOOKKEEPING:
+        path = Path(outbox.directory) / name
+        if planted == "symlink":
+            path.symlink_to(user_file)
+        elif planted == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+            (path / "inside").write_text("kept")
 
-    for name in ("one", "two"):
-        track(name)
+    for i in range(5):
+        track(f"cmd.{i}")
+    wait_until(lambda: len(posthog.command_events()) == 5, timeout=12)
     _settled(work_dir)
 
+    assert sorted(_names(posthog.command_events())) == [f"cmd.{i}" for i in range(5)]
+    assert len(spawns) <= 3
     assert user_file.read_bytes() == b"three years of work"
-    assert all(
-        (Path(outbox.directory) / name).is_symlink()
-        for name in (".seq", ".upload.lock", ".uploader", ".spawned")
-    )
+    moved = [p for p in Path(outbox.directory).iterdir() if p.name.endswith(".displaced")]
+    assert len(moved) == 3 + (planted == "directory")  # a file at .backoff is replaced
+    if planted == "directory":
+        assert all((p / "inside").read_text() == "kept" for p in moved)
+
+
+@pytest.mark.parametrize("broken", ["a file in its place", "mode 000"])
+def test_an_outbox_broken_then_mended_delivers_what_waits(
+    posthog: FakePostHog, work_dir: Path, track: Track, spawns: list[list[str]], broken: str
+) -> None:
+    """While the outbox cannot be written, captures start no sender (nothing to carry);
+    once it is mended, the next command's sender delivers what waited and the new event."""
+    if broken == "mode 000" and os.geteuid() == 0:
+        pytest.skip("root writes through mode 000")
+    outbox = _hold_back(work_dir)
+    track("waiting")
+    directory = Path(outbox.directory)
+    aside = directory.with_name("usage_outbox.aside")
+    if broken == "mode 000":
+        directory.chmod(0)
+    else:
+        directory.rename(aside)
+        directory.write_text("not a directory")
+    try:
+        for i in range(20):
+            track(f"while-broken.{i}")
+        assert spawns == []
+    finally:
+        if broken == "mode 000":
+            directory.chmod(0o700)
+        else:
+            directory.unlink()
+            aside.rename(directory)
+    outbox.clear_backoff()
+    track("after")
+    wait_until(lambda: "after" in _names(posthog.command_events()), timeout=12)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == ["waiting", "after"]
+    assert len(spawns) == 1
+
+
+def test_sequence_numbers_of_any_length_keep_the_order(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    """`.seq` made a sparse terabyte: 13-digit numbers, still in order, all delivered."""
+    outbox = _hold_back(work_dir)
+    seq = Path(outbox.directory) / ".seq"
+    with seq.open("ab") as f:
+        f.truncate(10**12 - 3)
+    for i in range(4):
+        track(f"cmd.{i}")
+    names = Outbox(work_dir).names()
+    assert [len(n.split("-")[0]) for n in names] == [12, 12, 13, 13]
+    outbox.clear_backoff()
+    track("cmd.4")
+    wait_until(lambda: len(posthog.command_events()) == 5, timeout=12)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == [f"cmd.{i}" for i in range(5)]
 
 
 # -- a clock set forward and back --------------------------------------------------------
@@ -592,23 +685,25 @@ def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
     assert Outbox(work_dir).count() == 0
 
 
-def test_the_cap_keeps_the_newest_thousand_by_order_not_by_date(work_dir: Path) -> None:
+def test_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(work_dir: Path) -> None:
     first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
     Outbox(work_dir, clock=_clock(6 * DAY)).put(first)
     outbox = Outbox(work_dir)
-    for i in range(998):
+    for i in range(9997):
         outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
     last = _message(SUCCEEDED, "me", command_name="last, clock behind")
     Outbox(work_dir, clock=_clock(-6 * DAY)).put(last)
-    assert outbox.count() == 1000
+    # (The 10,000th is filed by today's clock: the one that files it prunes, by its clock.)
+    outbox.put(_message(SUCCEEDED, "me", command_name="m9997"))
+    assert len(outbox.prune()) == outbox.count() == 10_000
 
     outbox.put(_message(SUCCEEDED, "me", command_name="one too many"))
     kept = outbox.prune()
 
-    assert len(kept) == outbox.count() == 1000
+    assert len(kept) == outbox.count() == 10_000
     names = _names(_queued(work_dir))
     assert names[0] == "m0"
-    assert names[-2:] == ["last, clock behind", "one too many"]
+    assert names[-3:] == ["last, clock behind", "m9997", "one too many"]
     assert "first, clock ahead" not in names
 
 
@@ -642,8 +737,10 @@ def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(
         + b"0" * 400
         + b"}",
         b'{"until": 1e999, "delay": 1e999, "failures": 1e999, "pending": true}',
+        b'{"http://h phc": {"until": 1e999, "delay": 1e999, "failures": 1e999}}',
+        b'{"http://h phc": {"until": NaN, "delay": NaN, "failures": "many"}}',
     ],
-    ids=["empty", "not-utf8", "a-list", "a-string", "huge-integers", "infinite"],
+    ids=["empty", "not-utf8", "a-list", "a-string", "huge-integers", "infinite", "inf", "nan"],
 )
 def test_a_back_off_file_that_makes_no_sense_holds_nothing_back(
     work_dir: Path, content: bytes
@@ -651,28 +748,11 @@ def test_a_back_off_file_that_makes_no_sense_holds_nothing_back(
     outbox = Outbox(work_dir)
     outbox.prepare()
     (Path(outbox.directory) / ".backoff").write_bytes(content)
+    destination = ("http://h", "phc")
     assert outbox.backoff_remaining() == 0
-    assert not outbox.held_back()
-    assert 0 < outbox.back_off() <= 3600  # a failure then starts a back-off afresh
-    assert 0 < outbox.backoff_remaining() <= 3600
-
-
-def test_a_request_in_flight_holds_nothing_back_but_one_whose_maker_died_does(
-    work_dir: Path,
-) -> None:
-    outbox = Outbox(work_dir)
-    outbox.prepare()
-    with outbox.upload_lock() as lock:  # an uploader, its request under way
-        assert lock.acquired
-        outbox.back_off_pending(5.6)
-        assert outbox.backoff_remaining() > 0
-        assert not outbox.held_back()
-    # Gone without clearing or replacing the record: it was killed mid-request.
-    assert outbox.held_back()
-    outbox.clear_backoff()
-    assert not outbox.held_back()
-    outbox.back_off()
-    assert outbox.held_back()
+    assert outbox.blocking_backoff(destination) == 0
+    assert 0 < outbox.back_off(None, destination) <= 3600  # a failure starts one afresh
+    assert 0 < outbox.backoff_remaining(destination) <= 3600
 
 
 # -- consent, checked by the sender itself -----------------------------------------------
@@ -692,7 +772,6 @@ def test_a_sender_run_while_tracking_is_off_uploads_nothing(
     for i in range(3):  # left by an earlier process, or filed in a race with `disable`
         outbox.put(_message(SUCCEEDED, "me", command_name=f"waiting.{i}"))
     before = _snapshot(Path(outbox.directory))
-    env["ARCADE_USAGE_EVENT_DATA"] = json.dumps(_message(SUCCEEDED, "me", command_name="new"))
 
     sender = subprocess.run(
         [sys.executable, "-m", "arcade_usage"],

@@ -8,22 +8,31 @@ What a user or another tool may set:
 - `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: where events go.
 - `ARCADE_WORK_DIR`: the Arcade configuration folder itself (default: `~/.arcade`).
 
-The parent → sender protocol. `UsageService.capture` starts
-`python -s -m arcade_usage` in a new session, working directory `.arcade`, stdio on
-the null device, no inherited descriptors, with the caller's environment plus:
+Test-only: `ARCADE_USAGE_TIMINGS` (`life=4,request=2,linger=0.2,interval=0.1,
+backoff=0.5`) shortens the sending protocol's durations (`_outbox.Timings`), as
+long as their relations hold (else it is ignored). Read by the capturing process
+and by its sender, which inherits it. Never set it for real use.
 
-- `ARCADE_USAGE_EVENT_DATA`: the message to file, as JSON (see `_events.Message`);
-  absent when the sender is only to upload what waits.
+The parent → sender protocol. A capture files its event in the outbox first;
+then, when no sender accepts, it starts `python -s -m arcade_usage` (`pythonw`
+on Windows) in a new session, working directory `.arcade`, stdio on the null
+device, no inherited descriptor but the accepting lock, with the caller's
+environment plus:
+
+- `ARCADE_USAGE_ACCEPT_FD`: the descriptor holding the outbox's accepting lock
+  (POSIX); absent where a lock cannot be handed over (Windows, a sender run by
+  hand): the sender takes the lock itself.
 - `ARCADE_USAGE_OUTBOX`: the absolute path of the outbox directory.
 - `ARCADE_WORK_DIR`: absolute, so that a relative value is not read again from
   `.arcade` (the sender's working directory).
-- `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: the service's own.
+- `ARCADE_USAGE_POSTHOG_HOST`, `ARCADE_USAGE_POSTHOG_API_KEY`: the service's own,
+  for entries written before entries carried their destination.
 - `ARCADE_USAGE_SENDER=1`: a process carrying it never records an event or starts
   a sender of its own.
 - `PYTHONWARNINGS=ignore`, and no `PYTHONSTARTUP`/`PYTHONINSPECT`.
 
-The sender prints nothing whatever happens (its hard exit after 10 s ends it with
-status 1); what it did is seen in the outbox and at PostHog.
+The sender prints nothing whatever happens (its hard exit ends it with status
+1); what it did is seen in the outbox and at PostHog.
 """
 
 from __future__ import annotations
@@ -36,9 +45,10 @@ DEBUG_ENV = "ARCADE_USAGE_DEBUG"
 HOST_ENV = "ARCADE_USAGE_POSTHOG_HOST"
 API_KEY_ENV = "ARCADE_USAGE_POSTHOG_API_KEY"
 WORK_DIR_ENV = "ARCADE_WORK_DIR"
-EVENT_ENV = "ARCADE_USAGE_EVENT_DATA"
+ACCEPT_FD_ENV = "ARCADE_USAGE_ACCEPT_FD"
 OUTBOX_ENV = "ARCADE_USAGE_OUTBOX"
 SENDER_ENV = "ARCADE_USAGE_SENDER"
+TIMINGS_ENV = "ARCADE_USAGE_TIMINGS"
 
 DEFAULT_HOST = "https://us.i.posthog.com"
 DEFAULT_API_KEY = "phc_zNHKkPFsrKVSpd7y85jnxW8jNVW6AQD6AwqE4nWjwpXg"  # public, write-only

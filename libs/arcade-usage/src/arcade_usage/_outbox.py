@@ -1,41 +1,65 @@
-"""The outbox: messages waiting for PostHog, kept on disk until it has them.
+"""The sending protocol: the outbox on disk, who uploads it, and when.
 
-`.arcade/usage_outbox/` holds one file per message and a few bookkeeping files:
+Everything that decides whether an event reaches PostHog lives here; `_service`
+files and starts, `_sender` is the process, `_posthog` makes one request.
 
-- `<seq>-<queued>-<token>.json`: a message. `seq` (12 digits) is the delivery
-  order: an append to `.seq` gives every message, in every process, the next
-  number without a lock and without the wall clock, so an alias queued before an
-  event is delivered before it whatever the clock did. `queued` (Unix seconds) is
-  only for the age bound. A file leaves the outbox after PostHog took it (or
-  refused it for good), so a sender killed at any moment loses nothing.
-- `.seq`: one byte appended per message; its length is the last number given.
-- `.upload.lock`: held (flock) by the one uploader.
-- `.uploader`: the uploader's lease: its pid, with an mtime refreshed every
-  quarter second while the uploader takes new messages; a capture that sees it
-  fresh (and the upload lock held: its holder lives) files its message and
-  starts no sender. A long-lived process trusts a lease it saw for
-  AT_WORK_GRACE; the uploader removes the lease and waits longer than that
-  before its last look at the outbox, so a message filed while the lease was
-  trusted is always seen.
-- `.spawned`: the pid of the last sender started, dated then (and again every
-  quarter second while it waits for the upload lock); within a second of that,
-  while it lives, a capture files its message for that sender instead of
-  starting another.
-- `.backoff`: `{"until": t, "delay": d}` after a failed upload; until then no
-  process starts an upload. A value the clock makes absurd (more than `delay`
-  away) counts as expired. An uploader records each request as a failure before
-  it is made (`"pending": true`), so that one killed mid-request leaves a
-  back-off behind; while its maker still holds the upload lock, that record is an
-  attempt under way, not a back-off (`held_back`): a sender started then waits
-  for the lock.
+Files in `.arcade/usage_outbox/`:
 
-The outbox touches only what it wrote: the directory must be a real directory
-owned by the user (never a symlink), entries are opened with `O_NOFOLLOW` and
-`O_NONBLOCK` and read only when they are regular files, and anything not named
-as above is left alone.
+- `<seq>-<queued>-<token>[-a].json`: one entry, written whole (temp file, rename)
+  by the capturing process itself before anything else happens. It holds
+  `{"host", "api_key", "message"}`: the message exactly as PostHog will get it,
+  and the destination of the process that captured it. `seq` comes from an
+  append to `.seq` (its new length): the order of delivery, shared by every
+  process without a lock or the clock, of any length. `queued` (Unix seconds)
+  serves the age bound only; `-a` marks an alias, which the bounds never drop.
+- `.seq`: one byte per entry; started over by the uploader when the outbox is empty.
+- `.accept.lock`: held by the one sender that *accepts* new entries.
+- `.upload.lock`: held by the one sender allowed to post.
+- `.backoff`: per destination, `{"until", "delay", "failures"}` after a failed
+  request; `"pending": true` while a request is in flight.
+- `sent/`: delivered entries, kept 7 days (bounded in bytes) for `arcade usage log`.
 
-Only `os` and `time` are imported at module level: a sender that hands its
-event to a running uploader pays for little more than starting Python.
+Liveness comes from the kernel: a lock is held by a live process or not held.
+No date, heartbeat or pid says who is at work.
+
+    capture (any process, any thread)          sender (`python -m arcade_usage`)
+    ---------------------------------          ------------------------------------------
+    1. write the entry (on disk: safe)         STARTING   holds `.accept.lock` from before
+    2. try `.accept.lock`, without waiting                it exists (POSIX: the capture's
+       held -> done: its holder has not                   locked descriptor, `pass_fds`)
+             taken its final look yet          WAITING    waits for `.upload.lock`
+       free -> a back-off longer than a        ACCEPTING  posts what waits: a backlog back
+             sender's life? release, done.                to back in byte-sized batches, a
+             else start a sender, handing it              trickle paced by `interval`;
+             the lock; close our copy                     waits out a short back-off;
+                                                          until `linger` passes with nothing
+                                                          new, or `accept_window` is over
+                                               CLOSING    releases `.accept.lock`, THEN lists
+                                                          the outbox (the final look) and
+                                                          posts that snapshot
+                                               EXIT       releases `.upload.lock` (or dies:
+                                                          the kernel releases both)
+
+Why nothing is stranded: a capture that found the lock held wrote its entry
+before trying; the holder lists the outbox only after releasing, so that
+listing has the entry. A capture that found it free starts a sender. Why a
+burst starts one sender: the child holds the lock before it exists, so every
+later capture finds it held. Why one uploader: `.upload.lock`.
+
+Windows cannot hand a held lock to a child (`hands_lock_to_child`): there the
+capture releases the lock and the sender takes it; in that instant another
+capture may start a second sender, which finds the lock held and exits (or
+waits for the upload lock): an extra process, never a stranded event nor two
+uploaders.
+
+A request in flight is recorded first (`pending`), so that an uploader killed
+during it leaves a back-off no longer than that request could have lasted. A
+back-off that a sender can wait out within its life does not stop a sender from
+starting: it waits, then posts. A batch that timed out is sent whole once more,
+then halved.
+
+Only `os`, `time` and `_thread` are imported at module level: the capture path
+of a command stays light.
 """
 
 from __future__ import annotations
@@ -43,46 +67,227 @@ from __future__ import annotations
 import _thread
 import os
 import stat
+import sys
 import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
-    from contextlib import AbstractContextManager
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from arcade_usage._events import Message
 
-MAX_MESSAGES = 1000
+    Destination = tuple[str, str]
+    Post = Callable[..., None]
+
+# -- bounds --------------------------------------------------------------------------------
+
+MAX_MESSAGES = 10_000
+"""What posthog's own client holds in memory."""
+MAX_BYTES = 64 * 1024 * 1024
 MAX_AGE_SECONDS = 7 * 24 * 3600
-MAX_MESSAGE_BYTES = 1024 * 1024
-"""PostHog takes a message up to about 1 MB; an entry of ours larger than this is dropped."""
-STALE_TEMP_SECONDS = 3600
-LEASE_SECONDS = 1.0
-"""A lease refreshed less recently than this belongs to an uploader that is gone."""
-HEARTBEAT_SECONDS = 0.25
-AT_WORK_GRACE = 0.25
-"""A long-lived process trusts a seen lease this long without looking again; the
-uploader waits longer than this between dropping its lease and its last look."""
-SPAWN_INTERVAL = 1.0
-"""At most one sender started per outbox in this many seconds."""
-MAX_BACKOFF_SECONDS = 24 * 3600.0
+MAX_ENTRY_BYTES = 1024 * 1024
+"""PostHog takes a message up to about 1 MB; an entry larger than this is dropped."""
+BATCH_BYTES = 500 * 1024
+"""One request carries at most this much (posthog-python caps a batch about there)."""
+MAX_BACKOFF_SECONDS = 3600.0
+"""A back-off, `Retry-After` included, lasts an hour at most."""
 MAX_FAILURES = 32
-"""Failures in a row counted at most (the back-off stops doubling at an hour long before)."""
 SEQ_RESET_BYTES = 1 << 20
-PRUNE_EVERY = 256
-"""Every this many messages, the one filing it applies the bounds itself."""
+PRUNE_EVERY = 1000
+"""Every this many entries, the capturing process applies the bounds on a thread of its own."""
+SENT_MAX_BYTES = 8 * 1024 * 1024
 
 _SEQ = ".seq"
-_ALIAS_MARK = "-a"
-_LOCK = ".upload.lock"
-_LEASE = ".uploader"
-_SPAWNED = ".spawned"
+_ACCEPT = ".accept.lock"
+_UPLOAD = ".upload.lock"
 _BACKOFF = ".backoff"
+_SENT = "sent"
+_ALIAS_MARK = "-a"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+# -- timings -------------------------------------------------------------------------------
+
+
+class Timings:
+    """The protocol's durations (seconds), and the relations between them, checked.
+
+    `life`: the sender's hard exit. `request`: one request's timeout. `linger`: how
+    long an accepting sender waits for more after the last entry it saw.
+    `interval`: a trickle's pacing. `backoff`: the first failure's back-off.
+    The rest derive from these, so that shortening them (tests) keeps them true.
+    """
+
+    __slots__ = ("backoff", "interval", "life", "linger", "request")
+
+    def __init__(
+        self,
+        *,
+        life: float = 10.0,
+        request: float = 5.0,
+        linger: float = 1.0,
+        interval: float = 1.0,
+        backoff: float = 2.0,
+    ) -> None:
+        self.life, self.request, self.linger = life, request, linger
+        self.interval, self.backoff = interval, backoff
+        check(self)
+
+    @property
+    def exit_margin(self) -> float:
+        """Between the last moment a request may end and the hard exit."""
+        return self.life / 20
+
+    @property
+    def min_request(self) -> float:
+        """No request starts with less time than this left."""
+        return self.request / 5
+
+    @property
+    def startup(self) -> float:
+        """What starting a sender may take, on a busy machine."""
+        return self.life / 10
+
+    @property
+    def accept_window(self) -> float:
+        """A sender stops accepting this long after its start: a full request still fits."""
+        return self.life - self.exit_margin - self.request
+
+    @property
+    def waitable(self) -> float:
+        """The longest back-off a sender started now waits out (and a capture starts one for)."""
+        return self.life - self.startup - self.exit_margin - self.min_request
+
+    @property
+    def poll(self) -> float:
+        return min(0.05, self.linger / 4)
+
+    def __repr__(self) -> str:
+        return "Timings(" + ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + ")"
+
+
+def check(t: Timings) -> None:
+    """Raise ValueError unless the relations the protocol relies on hold."""
+    relations = {
+        "every duration is positive": min(t.life, t.request, t.linger, t.interval, t.backoff) > 0,
+        "a sender lingers within its accepting window": t.linger < t.accept_window,
+        "a trickle is paced within the linger": t.interval <= t.linger,
+        "polling is finer than the linger": t.poll < t.linger,
+        "the first back-off is waited out by a sender": t.backoff <= t.waitable,
+        "a killed uploader's record (one request) is waited out": t.request <= t.waitable,
+        "a short request still fits after the longest wait": t.min_request <= t.request,
+    }
+    broken = [name for name, holds in relations.items() if not holds]
+    if broken:
+        raise ValueError(f"{t!r} breaks: {'; '.join(broken)}")
+
+
+PRODUCTION = Timings()
+
+
+def timings_from(text: str | None) -> Timings:
+    """Timings from `name=seconds,...` (the test-only `ARCADE_USAGE_TIMINGS`); production
+    timings when absent or not valid."""
+    if not text:
+        return PRODUCTION
+    try:
+        values = {k.strip(): float(v) for k, _, v in (p.partition("=") for p in text.split(","))}
+        return Timings(**values)
+    except (TypeError, ValueError):
+        return PRODUCTION
+
+
+# -- platform decisions --------------------------------------------------------------------
+
+
+def lock_kind(platform: str = sys.platform) -> str:
+    """`flock` where the kernel has it; `msvcrt` (byte-range locks) on Windows."""
+    return "msvcrt" if platform == "win32" else "flock"
+
+
+def hands_lock_to_child(platform: str = sys.platform) -> bool:
+    """Whether a held lock can be handed to a child (an inherited flock'd descriptor)."""
+    return lock_kind(platform) == "flock"
+
+
+def _try_lock(fd: int, kind: str) -> bool:
+    """Take the exclusive lock on `fd` without waiting; False when another holds it."""
+    try:
+        if kind == "flock":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+    except OSError:
+        return False
+    return True
+
+
+# -- descriptors of ours, reset after fork() -------------------------------------------------
+
+_OPEN: set[int] = set()
+"""Every descriptor the protocol holds open in this process (closed in a forked child)."""
+
+
+class _Fd:
+    """A descriptor of ours: closed once, only by the process that opened it."""
+
+    __slots__ = ("fd", "pid")
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pid = fd, os.getpid()
+        _OPEN.add(fd)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0 and self.pid == os.getpid():
+            _OPEN.discard(fd)
+            try:  # noqa: SIM105 - no contextlib on the capture path
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _Place:
+    """What this process keeps for one outbox directory, whatever Outbox objects view it."""
+
+    def __init__(self) -> None:
+        self.local = _thread._local()  # each thread's own `.seq` descriptor
+        self.checked = False
+        self.pruning = False
+
+
+_PLACES: dict[str, _Place] = {}
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while a thread of ours held a descriptor (a lock) closes it at once:
+    the threads that would have closed them do not exist here."""
+    for fd in list(_OPEN):
+        try:  # noqa: SIM105 - no contextlib on the capture path
+            os.close(fd)
+        except OSError:
+            pass
+    _OPEN.clear()
+    _PLACES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- the outbox ----------------------------------------------------------------------------
 
 
 class OutboxUnavailableError(OSError):
@@ -90,10 +295,12 @@ class OutboxUnavailableError(OSError):
 
 
 class Outbox:
-    """A directory of messages waiting for PostHog, oldest first.
+    """A directory of entries waiting for PostHog, in delivery order.
 
-    `clock` gives the wall time (seconds): it dates messages for the age bound and
-    the bookkeeping files, never their order.
+    Cheap to make: the per-process state (open descriptors, checks done) belongs to
+    the directory, shared by every Outbox of this process that views it. `clock`
+    gives the wall time: it dates entries for the age bound and back-offs, never
+    their order.
     """
 
     def __init__(
@@ -102,142 +309,215 @@ class Outbox:
         *,
         directory: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
+        platform: str = sys.platform,
     ) -> None:
-        """The outbox of `work_dir` (default: `ARCADE_WORK_DIR`), or the one at `directory`."""
         if directory is None:
             from arcade_identity import OUTBOX_DIR, arcade_dir
 
             directory = arcade_dir(work_dir) / OUTBOX_DIR
         self.directory = os.path.abspath(directory)
         self._clock = clock
-        self._seq: tuple[int, int] | None = None  # (pid, fd) of `.seq`, kept open
-        self._seq_lock = _thread.allocate_lock()
-        self._at_work_seen = -AT_WORK_GRACE  # monotonic time the lease was last seen
-        self.starting = _thread.allocate_lock()
-        """Held by the thread of this process that is starting a sender."""
+        self.lock_kind = lock_kind(platform)
+        self.hands_lock = hands_lock_to_child(platform)
+        place = _PLACES.get(self.directory)
+        if place is None:
+            place = _PLACES.setdefault(self.directory, _Place())
+        self._place = place
 
     def __repr__(self) -> str:
         return f"Outbox({self.directory!r})"
 
-    # -- filing ------------------------------------------------------------------------
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
 
-    def put(self, message: Message, *, durable: bool = False) -> str:
-        """Queue `message` behind everything queued before it; returns the entry's name.
-
-        Once this returns, the message survives the caller's death (SIGKILL,
-        `os._exit`); `durable` also fsyncs it, for a machine switched off.
-        """
-        import json
-
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-        from arcade_usage._events import ALIAS
-
-        token = message["uuid"].replace("-", "")
-        return self.file(data, token=token, durable=durable, alias=message["event"] == ALIAS)
-
-    def file(
-        self, data: bytes, *, token: str = "", durable: bool = False, alias: bool = False
-    ) -> str:
-        """Queue one message's JSON as given (an entry that is not a message is dropped later)."""
-        self.prepare()
-        seq = self._next_seq()
-        token = "".join(c for c in token if c in "0123456789abcdef")[:32] or os.urandom(8).hex()
-        name = f"{seq:012d}-{int(self._clock()):010d}-{token}{_ALIAS_MARK if alias else ''}.json"
-        _write_new(os.path.join(self.directory, name), data, durable=durable)
-        if seq % PRUNE_EVERY == 0:
-            self.prune()  # the bounds hold while no uploader runs (a long back-off)
-        return name
-
-    def _next_seq(self) -> int:
-        """The next number of the sequence shared by every process (an append to `.seq`).
-
-        The descriptor stays open for the life of this Outbox (reopened after a fork,
-        or when `.seq` was removed); the lock keeps this process's threads from
-        reading each other's offset.
-        """
-        with self._seq_lock:
-            for _ in range(2):
-                fd = self._seq_fd()
-                os.write(fd, b".")
-                seq = os.lseek(fd, 0, os.SEEK_CUR)
-                if os.fstat(fd).st_nlink:
-                    return seq
-                self._close_seq()  # `.seq` was removed: number from the new one
-            return seq
-
-    def _seq_fd(self) -> int:
-        pid = os.getpid()
-        if self._seq is None or self._seq[0] != pid:
-            fd = os.open(
-                os.path.join(self.directory, _SEQ),
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC,
-                0o600,
-            )
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO there must not hang us
-                os.close(fd)
-                raise OutboxUnavailableError(f"{self.directory}/{_SEQ} is not a regular file")
-            self._seq = (pid, fd)
-        return self._seq[1]
-
-    def _close_seq(self) -> None:
-        if self._seq is not None and self._seq[0] == os.getpid():
-            os.close(self._seq[1])
-        self._seq = None
-
-    def __del__(self) -> None:
-        try:  # noqa: SIM105 - no contextlib on the hand-over path
-            self._close_seq()
-        except (OSError, AttributeError):
-            pass
+    # -- the directory -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the directory if needed; refuse one that is not ours."""
+        """Create the directory if need be; refuse one that is not ours."""
+        if self._place.checked:
+            return
         try:
             self._check()
         except FileNotFoundError:
-            parent = os.path.dirname(self.directory)
             from arcade_identity import ensure_private_dir
 
-            ensure_private_dir(parent)
-            try:  # noqa: SIM105 - no contextlib on the hand-over path
+            ensure_private_dir(os.path.dirname(self.directory))
+            try:  # noqa: SIM105 - no contextlib on the capture path
                 os.mkdir(self.directory, 0o700)
             except FileExistsError:
                 pass
             self._check()
+        self._place.checked = True
 
     def _check(self) -> None:
         info = os.lstat(self.directory)
-        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        uid = getattr(os, "getuid", None)
+        if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid()):
             raise OutboxUnavailableError(f"{self.directory} is not a directory of this user's")
 
     def usable(self) -> bool:
-        """Whether the directory exists and is ours to read and write."""
+        """Whether the directory exists and is ours."""
         try:
             self._check()
         except OSError:
             return False
         return True
 
-    # -- reading -----------------------------------------------------------------------
+    def _open_own(self, name: str, flags: int) -> int:
+        """Open bookkeeping file `name` as a regular file of ours, creating it if need be.
+
+        Anything else found under that name (a symlink, a FIFO, a directory, a file we
+        cannot open) is moved aside, never followed, read or deleted, and ours made.
+        """
+        path = self._path(name)
+        flags |= os.O_CREAT | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC
+        for attempt in range(2):
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                if attempt or not self.usable():
+                    raise
+                _displace(path)
+                continue
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+            if attempt:
+                break
+            _displace(path)
+        raise OutboxUnavailableError(f"{path} is not a regular file")
+
+    # -- filing (the capture's side) -----------------------------------------------------
+
+    def put(
+        self,
+        message: Message,
+        destination: Destination | None = None,
+        *,
+        durable: bool = False,
+    ) -> str:
+        """File `message` behind everything filed before it; returns the entry's name.
+
+        Once this returns the message survives the caller's death (SIGKILL,
+        `os._exit`); `durable` also fsyncs it, for a machine switched off.
+        `destination` (host, project key) defaults to this process's.
+        """
+        import json
+
+        from arcade_usage._events import ALIAS
+
+        if destination is None:
+            from arcade_usage._env import posthog_api_key, posthog_host
+
+            destination = (posthog_host(), posthog_api_key())
+        entry = {"host": destination[0], "api_key": destination[1], "message": message}
+        data = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
+        token = message["uuid"].replace("-", "")
+        return self.file(data, token=token, durable=durable, alias=message["event"] == ALIAS)
+
+    def file(
+        self, data: bytes, *, token: str = "", durable: bool = False, alias: bool = False
+    ) -> str:
+        """File one entry's bytes as given (an entry that holds no message is dropped later)."""
+        self.prepare()
+        try:
+            seq = self._next_seq()
+            token = token[:32]
+            if not token or token.strip("0123456789abcdef"):
+                token = os.urandom(8).hex()
+            mark = _ALIAS_MARK if alias else ""
+            name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
+            _write_new(self._path(name), data, durable=durable)
+        except OSError:
+            self._place.checked = False  # look at the directory again next time
+            raise
+        if seq % PRUNE_EVERY == 0 and not self._place.pruning:
+            self._place.pruning = True
+            _thread.start_new_thread(self._prune_aside, ())
+        return name
+
+    def _prune_aside(self) -> None:
+        try:
+            self.prune()
+        except OSError:
+            pass
+        finally:
+            self._place.pruning = False
+
+    def _next_seq(self) -> int:
+        """The next number of the order shared by every process: an append to `.seq`.
+
+        Each thread keeps its own descriptor (its offset is then its own: no lock).
+        Where an append is not atomic across processes (Windows), two concurrent
+        captures may get one number; their tokens order them, and no capture that
+        came after another's can get a lower number.
+        """
+        holder: _Fd | None = getattr(self._place.local, "seq", None)
+        for _ in range(2):
+            if holder is None or holder.fd < 0 or holder.pid != os.getpid():
+                holder = _Fd(self._open_own(_SEQ, os.O_WRONLY | os.O_APPEND))
+                self._place.local.seq = holder
+            os.write(holder.fd, b".")
+            seq = os.lseek(holder.fd, 0, os.SEEK_CUR)
+            if os.fstat(holder.fd).st_nlink:
+                return seq
+            holder.close()  # `.seq` was removed or moved aside: number from the new one
+            holder = None
+        return seq
+
+    def deliver(
+        self,
+        message: Message,
+        destination: Destination,
+        start_sender: Callable[[int | None], bool],
+        *,
+        timings: Timings = PRODUCTION,
+    ) -> bool:
+        """File `message`, then make sure a sender will take it; True if one was started.
+
+        `start_sender(fd)` starts a sender holding the accepting lock (`fd`, POSIX)
+        or taking it itself (None); it returns whether a process was started.
+        Raises OSError when the message could not be filed: then nothing is started.
+        """
+        self.put(message, destination)
+        return self.hand_over(destination, start_sender, timings=timings)
+
+    def hand_over(
+        self,
+        destination: Destination,
+        start_sender: Callable[[int | None], bool],
+        *,
+        timings: Timings = PRODUCTION,
+    ) -> bool:
+        """Start a sender unless one accepts already or a long back-off holds; see the docstring."""
+        try:
+            lock = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
+        except OSError:
+            return False
+        try:
+            if not _try_lock(lock.fd, self.lock_kind):
+                return False  # a sender accepts: it looks after releasing the lock
+            if self.blocking_backoff(destination, timings) > 0:
+                return False  # what waits goes after the back-off, with a later command
+            if self.hands_lock:
+                return start_sender(lock.fd)
+            lock.close()  # Windows: the sender takes the lock itself
+            return start_sender(None)
+        finally:
+            lock.close()
+
+    # -- reading -------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        """The messages waiting, oldest first (names of our own making only)."""
-        return self._ordered(n for n in self._listing() if _is_entry_name(n))
-
-    def _ordered(self, names: Iterable[str]) -> list[str]:
-        """`names` in delivery order. An entry numbered past the length of `.seq` was
-        numbered before `.seq` started over, so it comes first."""
-        try:
-            last = os.lstat(os.path.join(self.directory, _SEQ)).st_size
-        except OSError:
-            last = 0
-        return sorted(names, key=lambda n: (int(n[:12]) <= last, n))
+        """The entries waiting, in delivery order (names of our own making only)."""
+        return self._ordered(self._listing())
 
     def count(self) -> int:
         return len(self.names())
 
     def _listing(self) -> list[str]:
-        """Names of the regular files in the directory: nothing else is ours to touch."""
         if not self.usable():
             return []
         try:
@@ -246,243 +526,221 @@ class Outbox:
         except OSError:
             return []
 
-    def read(self, name: str) -> Message | None:
-        """The message in entry `name`; None if it is gone, not a regular file, or no message.
-
-        An entry of ours that holds no message is dropped; anything else is left alone.
-        """
-        import json
-
-        from arcade_usage._events import is_message
-
-        path = os.path.join(self.directory, name)
+    def _ordered(self, names: Iterable[str]) -> list[str]:
+        """`names` of entries in delivery order. One numbered past the length of `.seq` was
+        numbered before `.seq` started over, so it comes first."""
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
+            info = os.lstat(self._path(_SEQ))
+            last = info.st_size if stat.S_ISREG(info.st_mode) else -1
+        except OSError:
+            last = -1
+        keyed = []
+        for name in names:
+            parsed = _parse(name)
+            if parsed is not None:
+                seq, _, token = parsed
+                keyed.append((last >= 0 and seq <= last, seq, token, name))
+        keyed.sort()
+        return [k[3] for k in keyed]
+
+    def read(self, name: str) -> Message | None:
+        """The message in entry `name`; None if it is gone, not a regular file, or holds no
+        message (an entry of ours that holds none is dropped)."""
+        entry = self.read_entry(name)
+        return None if entry is None else entry[1]
+
+    def read_entry(self, name: str) -> tuple[Destination | None, Message] | None:
+        """Entry `name`: its destination (None: written before entries had one) and message."""
+        data = self._read_bytes(name)
+        if data is None:
+            return None
+        found = _decode(data)
+        if found is None:
+            self.remove(name)
+        return found
+
+    def _read_bytes(self, name: str) -> bytes | None:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
         except OSError:
             return None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None  # not ours: left alone
-            data = os.read(fd, MAX_MESSAGE_BYTES + 1) if info.st_size <= MAX_MESSAGE_BYTES else b""
+            if info.st_size > MAX_ENTRY_BYTES:
+                return b""
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
         except OSError:
             return None
         finally:
             os.close(fd)
-        try:
-            message = json.loads(data)
-        except (ValueError, RecursionError):
-            message = None
-        if not is_message(message):
-            self.remove(name)
-            return None
-        result: Message = message
-        return result
 
     def remove(self, name: str) -> None:
         """Delete entry `name` (the entry itself, never what a link would lead to)."""
-        if _is_entry_name(name) or name.endswith(".tmp"):
-            try:  # noqa: SIM105 - no contextlib on the hand-over path
-                os.unlink(os.path.join(self.directory, name))
+        if _parse(name) is not None or name.endswith(".tmp"):
+            try:  # noqa: SIM105 - no contextlib on the capture path
+                os.unlink(self._path(name))
             except OSError:
-                pass  # gone already, or not ours to remove after all
+                pass
+
+    def mark_sent(self, name: str) -> None:
+        """Move a delivered entry to `sent/` (the log a user can read), or drop it."""
+        try:
+            os.replace(self._path(name), os.path.join(self._sent_dir(), name))
+        except OSError:
+            self.remove(name)
+
+    def _sent_dir(self) -> str:
+        path = self._path(_SENT)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode):
+                raise OutboxUnavailableError(f"{path} is not a directory") from None
+        return path
 
     def prune(self) -> list[str]:
-        """Drop what is beyond the bounds; returns the names that remain, oldest first.
+        """Apply the bounds; returns the entries that remain, in order.
 
-        Bounds: the newest MAX_MESSAGES by order, and no message dated more than
-        MAX_AGE_SECONDS away from now, in either direction (a date in the future
-        means the clock was wrong then or is now; either way it cannot keep an
-        entry forever). Temp files of writers killed mid-write go too.
+        The newest MAX_MESSAGES by order and MAX_BYTES by size; none dated more than
+        MAX_AGE_SECONDS away from now in either direction (a date in the future means
+        the clock was wrong then or is now: it cannot keep an entry forever). Aliases
+        are few and small, and dropping one would split a person: they stay. Temp
+        files of writers killed mid-write go after an hour. The sent log too.
         """
         now = self._clock()
         listing = self._listing()
         keep: list[str] = []
-        for name in self._ordered(n for n in listing if _is_entry_name(n)):
+        for name in self._ordered(listing):
             if abs(now - int(name.split("-")[1])) > MAX_AGE_SECONDS:
                 self.remove(name)
             else:
                 keep.append(name)
-        # Aliases are few and small, and dropping one would split a person: they stay.
-        events = [n for n in keep if not n[:-5].endswith(_ALIAS_MARK)]
-        for name in events[:-MAX_MESSAGES]:
-            self.remove(name)
-            keep.remove(name)
+        total, kept = 0, list[str]()
+        for name in reversed(keep):
+            if not name[:-5].endswith(_ALIAS_MARK):
+                try:
+                    total += os.lstat(self._path(name)).st_size
+                except OSError:
+                    continue
+                if len(kept) >= MAX_MESSAGES or total > MAX_BYTES:
+                    self.remove(name)
+                    continue
+            kept.append(name)
         for name in listing:
             if name.startswith(".") and name.endswith(".tmp"):
-                age = _age(os.path.join(self.directory, name), now)
-                if age is not None and abs(age) > STALE_TEMP_SECONDS:
+                try:
+                    age = now - os.lstat(self._path(name)).st_mtime
+                except OSError:
+                    continue
+                if abs(age) > 3600:
                     self.remove(name)
-        return keep
+        self._prune_sent(now)
+        return kept[::-1]
+
+    def _prune_sent(self, now: float) -> None:
+        path = self._path(_SENT)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return
+            with os.scandir(path) as found:
+                entries = [(e.name, e.stat(follow_symlinks=False)) for e in found]
+        except OSError:
+            return
+        entries.sort(key=lambda e: e[1].st_mtime, reverse=True)
+        total = 0
+        for name, info in entries:
+            total += info.st_size
+            old = abs(now - info.st_mtime) > MAX_AGE_SECONDS
+            if (old or total > SENT_MAX_BYTES) and stat.S_ISREG(info.st_mode):
+                try:  # noqa: SIM105
+                    os.unlink(os.path.join(path, name))
+                except OSError:
+                    pass
 
     def clear(self) -> int:
-        """Drop every message waiting; returns how many."""
+        """Drop every entry waiting, and the sent log; returns how many were waiting."""
         names = self.names()
         for name in names:
             self.remove(name)
+        path = self._path(_SENT)
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                with os.scandir(path) as found:
+                    for entry in found:
+                        if entry.is_file(follow_symlinks=False):
+                            os.unlink(entry.path)
+        except OSError:
+            pass
         return len(names)
 
-    def reset_sequence(self) -> None:
-        """Start `.seq` over when the outbox is empty (called by the uploader, under the lock)."""
-        path = os.path.join(self.directory, _SEQ)
+    def log(self) -> list[tuple[bool, Message]]:
+        """(sent, message) for what waits and what was sent, newest first."""
+        found: list[tuple[int, float, bool, Message]] = []
+        for position, name in enumerate(self.names()):
+            message = self.read(name)
+            if message is not None:
+                found.append((1, position, False, message))
+        path = self._path(_SENT)
         try:
-            if os.lstat(path).st_size > SEQ_RESET_BYTES and not self.names():
+            with os.scandir(path) as listing:
+                sent = [(e.stat(follow_symlinks=False).st_mtime, e.name) for e in listing]
+        except OSError:
+            sent = []
+        for when, name in sent:
+            data = self._read_bytes(os.path.join(_SENT, name))
+            decoded = _decode(data) if data else None
+            if decoded is not None:
+                found.append((0, when, True, decoded[1]))
+        found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+        return [(f[2], f[3]) for f in found]
+
+    def reset_sequence(self) -> None:
+        """Start `.seq` over when the outbox is empty (the uploader, under its lock)."""
+        path = self._path(_SEQ)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_size > SEQ_RESET_BYTES and not self.names():
                 os.truncate(path, 0)
         except OSError:
             pass
 
-    # -- who is sending ----------------------------------------------------------------
+    # -- back-off ------------------------------------------------------------------------
 
-    def uploader_at_work(self, *, grace: float = 0.0) -> bool:
-        """True while an uploader holds a fresh lease: it will take what is filed now.
-
-        The lease's date says it is taking messages; the upload lock, which the
-        kernel releases when its holder dies (or turns into a zombie), says it lives.
-        With `grace`, a lease this instance saw at most `grace` seconds ago counts
-        without looking again (at most AT_WORK_GRACE: the uploader waits longer
-        than that between dropping its lease and its last look).
-        """
-        now = time.monotonic()
-        if now - self._at_work_seen <= min(grace, AT_WORK_GRACE):
-            return True
-        if self._fresh(_LEASE, LEASE_SECONDS) and self._lock_held():
-            self._at_work_seen = now
-            return True
-        return False
-
-    def sender_started_recently(self) -> bool:
-        """True within SPAWN_INTERVAL of a sender's start, while it lives: it will take
-        what is filed now."""
-        return self._fresh(_SPAWNED, SPAWN_INTERVAL) and _alive(self._stamped_pid(_SPAWNED))
-
-    def mark_sender_started(self, pid: int) -> None:
-        self._stamp(_SPAWNED, pid)
-
-    def _fresh(self, name: str, seconds: float) -> bool:
-        """Whether `name` was stamped less than `seconds` ago."""
+    def _records(self) -> dict[str, dict[str, Any]]:
+        """`.backoff`'s records by destination; empty when there is none that reads as one."""
         try:
-            info = os.lstat(os.path.join(self.directory, name))
+            fd = os.open(self._path(_BACKOFF), os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
         except OSError:
-            return False
-        return stat.S_ISREG(info.st_mode) and 0 <= self._clock() - info.st_mtime < seconds
+            return {}  # the common case: json is not even imported
+        import json
 
-    def _stamped_pid(self, name: str) -> int:
         try:
-            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-            try:
-                return int(os.read(fd, 32) or b"0")
-            finally:
-                os.close(fd)
-        except (OSError, ValueError):
-            return 0
-
-    def _lock_held(self) -> bool:
-        """Whether some process holds the upload lock (asked without taking it for long)."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: trust the lease's date
-            return True
-        try:
-            fd = os.open(os.path.join(self.directory, _LOCK), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)  # and with it the shared lock, if we got it
-        return False
-
-    def _stamp(self, name: str, pid: int | None = None) -> None:
-        """Write `pid` (default: ours) into `name`, dated now.
-
-        Written in place at a fixed width, so a reader never sees it empty and an
-        existing stamp costs no truncation; the write itself dates the file.
-        """
-        path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
-        try:
-            os.pwrite(fd, b"%010d" % (os.getpid() if pid is None else pid), 0)
-            if self._clock is not time.time:
-                self._date(fd, path)  # a test's clock: date it by that clock
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            records = json.loads(os.read(fd, 1 << 16))
+        except (OSError, ValueError, RecursionError):
+            return {}
         finally:
             os.close(fd)
+        if not isinstance(records, dict):
+            return {}
+        return {k: v for k, v in records.items() if isinstance(v, dict)}
 
-    def _refresh(self, name: str) -> None:
-        path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _NONBLOCK)
+    def _write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        import json
+
+        path = self._path(_BACKOFF)
         try:
-            self._date(fd, path)
-        finally:
-            os.close(fd)
-
-    def _date(self, fd: int, path: str) -> None:
-        now = self._clock()
-        if os.utime in os.supports_fd:
-            os.utime(fd, (now, now))
-        else:
-            os.utime(path, (now, now))
-
-    def lease(self) -> AbstractContextManager[None]:
-        """Hold the uploader's lease for the block (the caller holds the upload lock)."""
-        import contextlib
-        import threading
-
-        @contextlib.contextmanager
-        def held() -> Iterator[None]:
-            stop = threading.Event()
-
-            def beat() -> None:
-                while not stop.wait(HEARTBEAT_SECONDS):
-                    try:
-                        self._refresh(_LEASE)
-                    except OSError:
-                        return
-
-            self._stamp(_LEASE)
-            heartbeat = threading.Thread(target=beat, name="arcade-usage-lease", daemon=True)
-            heartbeat.start()
-            try:
-                yield
-            finally:
-                stop.set()
-                heartbeat.join()
-                try:  # noqa: SIM105 - no contextlib on the hand-over path
-                    os.unlink(os.path.join(self.directory, _LEASE))
-                except OSError:
-                    pass
-
-        return held()
-
-    def upload_lock(
-        self, *, wait_until: float | None = None, waiting: Callable[[], object] | None = None
-    ) -> UploadLock:
-        """The lock only the uploader holds; `wait_until` (monotonic) bounds the wait for it,
-        and `waiting` is called every HEARTBEAT_SECONDS of it (POSIX)."""
-        return UploadLock(self, wait_until, waiting)
-
-    # -- back-off ----------------------------------------------------------------------
-
-    def backoff_remaining(self) -> float:
-        """Seconds before an upload may be tried again; 0 when it may be now."""
-        return self._remaining(self._backoff_record())
-
-    def held_back(self) -> bool:
-        """Whether a back-off holds uploads back now.
-
-        A pending record whose maker still holds the upload lock is no back-off but
-        an uploader's request in flight, which ends as a success (the record goes) or
-        a failure (a real back-off). The record is read again after the lock is found
-        free: its maker clears or replaces it before letting go of the lock, so a
-        pending record still there then is one a killed uploader left.
-        """
-        record = self._backoff_record()
-        if record.get("pending") is True:
-            if self._lock_held():
-                return False
-            record = self._backoff_record()
-        return self._remaining(record) > 0
+            _write_new(path, json.dumps(records).encode(), durable=False)
+        except IsADirectoryError:
+            _displace(path)
+            _write_new(path, json.dumps(records).encode(), durable=False)
 
     def _remaining(self, record: dict[str, Any]) -> float:
         try:
@@ -492,148 +750,430 @@ class Outbox:
             return 0.0
         return left if 0 < left <= delay <= MAX_BACKOFF_SECONDS else 0.0
 
-    def back_off(self, retry_after: float | None = None) -> float:
-        """Record a failed upload; returns the delay before the next attempt.
+    def backoff_remaining(self, destination: Destination | None = None) -> float:
+        """Seconds before `destination` (default: any) may be tried again; 0: now.
 
-        Doubles from 2 s with each failure in a row, up to an hour, and is never
-        shorter than PostHog's `Retry-After` (itself capped at a day).
+        A pending record (a request in flight) counts while its maker holds the upload
+        lock only as long as that request can last; once its maker is gone, as long
+        as it could have lasted, no more.
         """
-        import json
+        records = self._records()
+        if destination is not None:
+            records = {k: v for k, v in records.items() if k == _key(destination)}
+        return max((self._remaining(r) for r in records.values()), default=0.0)
 
-        path = os.path.join(self.directory, _BACKOFF)
-        failures = min(self._failures() + 1, MAX_FAILURES)
-        delay = min(2.0**failures, 3600.0)
+    def blocking_backoff(self, destination: Destination, timings: Timings = PRODUCTION) -> float:
+        """The back-off of `destination` if a sender started now could not wait it out, else 0.
+
+        A request in flight is no back-off: its maker holds the upload lock, and a
+        new sender waits for that lock, then posts.
+        """
+        record = self._records().get(_key(destination))
+        if record is None:
+            return 0.0
+        if record.get("pending") is True and self.upload_lock_held():
+            return 0.0
+        left = self._remaining(record)
+        return left if left > timings.waitable else 0.0
+
+    def back_off(
+        self,
+        retry_after: float | None = None,
+        destination: Destination | None = None,
+        *,
+        timings: Timings = PRODUCTION,
+        head: str | None = None,
+        count: int = 0,
+        timed_out: bool = False,
+    ) -> float:
+        """Record a failed request to `destination`; returns the delay before the next.
+
+        Doubles from `timings.backoff` with each failure in a row, up to an hour, and is
+        never shorter than PostHog's `Retry-After` (itself an hour at most). A batch that
+        timed out (its first entry `head`, `count` entries) is remembered, to be halved
+        if it times out again.
+        """
+        if destination is None:
+            from arcade_usage._env import posthog_api_key, posthog_host
+
+            destination = (posthog_host(), posthog_api_key())
+        records = self._records()
+        key = _key(destination)
+        old = records.get(key, {})
+        failures = min(_int(old.get("failures")) + 1, MAX_FAILURES)
+        delay = min(timings.backoff * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_BACKOFF_SECONDS))
-        record = {"until": self._clock() + delay, "delay": delay, "failures": failures}
-        _write_new(path, json.dumps(record).encode(), durable=False)
+        record: dict[str, Any] = {
+            "until": self._clock() + delay,
+            "delay": delay,
+            "failures": failures,
+        }
+        if timed_out and head is not None:
+            again = old.get("head") == head
+            record["head"] = head
+            record["count"] = max(1, count // 2) if again else count
+        records[key] = record
+        self._write_records(records)
         return delay
 
-    def back_off_pending(self, seconds: float) -> None:
-        """Record an attempt under way: a back-off of `seconds` unless it is cleared or replaced.
-
-        The count of failures in a row is kept as it is.
-        """
-        import json
-
-        failures = self._failures()
-        record = {
+    def _pending(self, destination: Destination, seconds: float) -> None:
+        """Record a request in flight: a back-off of `seconds` unless cleared or replaced."""
+        records = self._records()
+        key = _key(destination)
+        old = records.get(key, {})
+        records[key] = {
+            **old,
             "until": self._clock() + seconds,
             "delay": seconds,
-            "failures": failures,
+            "failures": _int(old.get("failures")),
             "pending": True,
         }
-        _write_new(
-            os.path.join(self.directory, _BACKOFF), json.dumps(record).encode(), durable=False
-        )
+        self._write_records(records)
 
-    def _failures(self) -> int:
-        try:
-            return min(max(int(self._backoff_record().get("failures", 0)), 0), MAX_FAILURES)
-        except (ValueError, TypeError, OverflowError):
-            return 0
+    def _settle(self, destination: Destination, keep_split: bool = False) -> None:
+        """The request went through: no back-off for `destination`."""
+        records = self._records()
+        old = records.pop(_key(destination), None)
+        if old is not None and keep_split and "head" in old:
+            records[_key(destination)] = {"head": old["head"], "count": old.get("count")}
+        if records:
+            self._write_records(records)
+        else:
+            self.clear_backoff()
 
-    def _backoff_record(self) -> dict[str, Any]:
-        """`.backoff`'s record; empty when there is none, or none that reads as one."""
-        try:
-            fd = os.open(
-                os.path.join(self.directory, _BACKOFF), os.O_RDONLY | _NOFOLLOW | _NONBLOCK
-            )
-        except OSError:
-            return {}  # the common case: json is not even imported
-        import json
-
-        try:
-            record = json.loads(os.read(fd, 4096))
-        except (OSError, ValueError, RecursionError):
-            return {}
-        finally:
-            os.close(fd)
-        return record if isinstance(record, dict) else {}
+    def _batch_limit(self, destination: Destination, head: str) -> int | None:
+        record = self._records().get(_key(destination), {})
+        if record.get("head") == head:
+            count = _int(record.get("count"))
+            return count or None
+        return None
 
     def clear_backoff(self) -> None:
-        try:  # noqa: SIM105 - no contextlib on the hand-over path
-            os.unlink(os.path.join(self.directory, _BACKOFF))
+        try:  # noqa: SIM105 - no contextlib on the capture path
+            os.unlink(self._path(_BACKOFF))
         except OSError:
             pass
 
+    # -- locks ---------------------------------------------------------------------------
 
-class UploadLock:
-    """An exclusive lock on the outbox: `acquired` says whether we hold it.
+    def upload_lock_held(self) -> bool:
+        """Whether some process holds the upload lock (asked without keeping it)."""
+        try:
+            fd = _Fd(self._open_own(_UPLOAD, os.O_RDWR))
+        except OSError:
+            return False
+        try:
+            return not _try_lock(fd.fd, self.lock_kind)
+        finally:
+            fd.close()
 
-    Released when the block ends or the process dies (a killed uploader never
-    leaves a stale lock). On POSIX it is a plain `flock`, so a sender that only
-    hands its event over does not pay filelock's import; elsewhere filelock works.
+    def accepting(self) -> bool:
+        """Whether a sender is accepting new entries now (asked without keeping the lock)."""
+        try:
+            fd = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
+        except OSError:
+            return False
+        try:
+            return not _try_lock(fd.fd, self.lock_kind)
+        finally:
+            fd.close()
+
+    def _lock(self, name: str, until: float | None, poll: float) -> _Fd | None:
+        """Hold lock `name` (waiting until monotonic `until`, or not at all); None if not had."""
+        fd = _Fd(self._open_own(name, os.O_RDWR))
+        while not _try_lock(fd.fd, self.lock_kind):
+            if until is None or time.monotonic() >= until:
+                fd.close()
+                return None
+            time.sleep(poll)
+        return fd
+
+
+# -- the sender's side ---------------------------------------------------------------------
+
+
+def run_sender(
+    outbox: Outbox,
+    *,
+    post: Post,
+    default: Destination,
+    started: float,
+    accept_fd: int | None = None,
+    timings: Timings = PRODUCTION,
+    allowed: Callable[[], bool] = lambda: True,
+    anon_id: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Be the sender: STARTING ... EXIT of the module docstring.
+
+    `accept_fd` is the accepting lock the capture handed over (None: take it, or
+    leave at once if another sender has it). `post(batch, host=, api_key=,
+    timeout=)` makes one request. `started` is this process's start (monotonic).
     """
+    deadline = started + timings.life - timings.exit_margin
+    outbox.prepare()
+    if accept_fd is not None:
+        accept = _Fd(accept_fd)
+    else:
+        held = outbox._lock(_ACCEPT, None, timings.poll)
+        if held is None:
+            return  # another sender accepts: it takes what waits
+        accept = held
+    try:
+        upload = outbox._lock(_UPLOAD, deadline - timings.min_request, timings.poll)
+    except OSError:
+        upload = None
+    if upload is None:
+        accept.close()
+        return
+    try:
+        _Uploader(outbox, post, default, deadline, timings, allowed, anon_id).run(started, accept)
+    finally:
+        accept.close()
+        upload.close()
+
+
+class _Uploader:
+    """The holder of the upload lock: ACCEPTING, then CLOSING."""
 
     def __init__(
-        self, outbox: Outbox, wait_until: float | None, waiting: Callable[[], object] | None
+        self,
+        outbox: Outbox,
+        post: Post,
+        default: Destination,
+        deadline: float,
+        timings: Timings,
+        allowed: Callable[[], bool],
+        anon_id: Callable[[], str | None],
     ) -> None:
-        self._outbox = outbox
-        self._wait_until = wait_until
-        self._waiting = waiting
-        self.acquired = False
-        self._release: Callable[[], object] = lambda: None
+        self.outbox, self.post, self.default = outbox, post, default
+        self.deadline, self.t = deadline, timings
+        self.allowed, self.anon_id = allowed, anon_id
+        self.cache: dict[str, tuple[Destination, Message, int] | None] = {}
+        self.stopped = False
+        self.turn = 0
 
-    def __enter__(self) -> UploadLock:
-        self._outbox.prepare()
-        path = os.path.join(self._outbox.directory, _LOCK)
-        try:
-            import fcntl
-        except ImportError:  # Windows
-            self._acquire_with_filelock(path)
-            return self
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
-        next_call = time.monotonic()  # at once: the stamp it renews may be a second old
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def run(self, started: float, accept: _Fd) -> None:
+        t = self.t
+        idle_since = next_request = time.monotonic()
+        waiting = self._sendable(self.outbox.prune())
+        while not self.stopped:  # ACCEPTING
+            now = time.monotonic()
+            if waiting:
+                idle_since = now
+            elif now - idle_since >= t.linger:
                 break
-            except OSError:
-                now = time.monotonic()
-                if self._wait_until is None or now >= self._wait_until:
-                    os.close(fd)
-                    return self
-                if self._waiting is not None and now >= next_call:
-                    next_call = now + HEARTBEAT_SECONDS
-                    self._waiting()
-                time.sleep(0.05)
-        self.acquired = True
-        self._release = lambda: os.close(fd)
-        return self
+            if now - started >= t.accept_window:
+                break
+            if waiting and (now >= next_request or self._backlog(waiting)):
+                wait = self.send_round(waiting)
+                if wait is None:
+                    next_request = now + t.interval
+                    waiting = self._sendable(self.outbox.names())
+                    continue
+                if wait > self.deadline - t.min_request - now:
+                    break  # a back-off beyond this life: what waits goes with a later sender
+            time.sleep(t.poll)
+            waiting = self._sendable(self.outbox.names())
+        # CLOSING: whoever found the lock held had filed its entry before; this sees it.
+        accept.close()
+        snapshot = self._sendable(self.outbox.names())
+        while snapshot and not self.stopped:
+            wait = self.send_round(snapshot)
+            if wait is not None:
+                if wait <= 0 or wait > self.deadline - self.t.min_request - time.monotonic():
+                    return
+                time.sleep(wait)
+            present = set(self.outbox._listing())
+            snapshot = [n for n in snapshot if n in present and self.cache.get(n)]
+        self.outbox.reset_sequence()
 
-    def _acquire_with_filelock(self, path: str) -> None:
-        from filelock import FileLock, Timeout
+    def _sendable(self, names: list[str]) -> list[str]:
+        return [n for n in names if self._entry(n) is not None]
 
-        wait = 0.0 if self._wait_until is None else max(0.0, self._wait_until - time.monotonic())
-        lock = FileLock(path, timeout=wait)
-        try:
-            lock.acquire()
-        except Timeout:
-            return
-        self.acquired = True
-        self._release = lock.release
+    def _entry(self, name: str) -> tuple[Destination, Message, int] | None:
+        """Entry `name` (read once: entries never change): destination, message, size."""
+        if name not in self.cache:
+            data = self.outbox._read_bytes(name)
+            found = _decode(data) if data is not None else None
+            if found is None:
+                if data is not None:
+                    self.outbox.remove(name)  # ours, holding no message
+                self.cache[name] = None
+            else:
+                self.cache[name] = (found[0] or self.default, found[1], len(data or b""))
+        return self.cache[name]
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._release()
-        self.acquired = False
-
-
-def _is_entry_name(name: str) -> bool:
-    """`<12 digits>-<10 digits>-<hex>.json`, the names `Outbox.file` gives."""
-    if not name.endswith(".json") or len(name) < 30:
+    def _backlog(self, names: list[str]) -> bool:
+        """Whether what waits fills a batch: then it goes now, not at the next pacing."""
+        total = 0
+        for name in names:
+            entry = self._entry(name)
+            if entry is not None:
+                total += entry[2]
+                if total >= BATCH_BYTES:
+                    return True
         return False
-    stem = name[:-5].removesuffix(_ALIAS_MARK)
-    seq, _, rest = stem.partition("-")
-    queued, _, token = rest.partition("-")
-    return (
-        len(seq) == 12
-        and seq.isdigit()
-        and len(queued) == 10
-        and queued.isdigit()
-        and 0 < len(token) <= 32
-        and all(c in "0123456789abcdef" for c in token)
-    )
+
+    def send_round(self, names: list[str]) -> float | None:
+        """Post one batch to each destination that has some waiting, in turn (fairly).
+
+        Returns None when something was posted, else the seconds until the earliest
+        destination may be tried again (0 when nothing could be sent at all).
+        """
+        queues: dict[Destination, list[str]] = {}
+        for name in names:
+            entry = self._entry(name)
+            if entry is not None:
+                queues.setdefault(entry[0], []).append(name)
+        order = sorted(queues)
+        if order:
+            turn = self.turn % len(order)
+            order = order[turn:] + order[:turn]
+        self.turn += 1
+        posted = False
+        waits = []
+        for destination in order:
+            left = self.outbox.backoff_remaining(destination)
+            if left <= 0 and not self.stopped:
+                if self._post_batch(destination, queues[destination]):
+                    posted = True
+                    continue
+                left = self.outbox.backoff_remaining(destination)
+            if left > 0:
+                waits.append(left)
+        if posted:
+            return None
+        return min(waits, default=0.0)
+
+    def _post_batch(self, destination: Destination, queue: list[str]) -> bool:
+        """Post the head of `queue`: up to its first alias, within BATCH_BYTES (and half a
+        batch that timed out twice). False after a passing failure (a back-off recorded)."""
+        limit = self.outbox._batch_limit(destination, queue[0])
+        names: list[str] = []
+        batch: list[Message] = []
+        size = 0
+        for name in queue:
+            entry = self._entry(name)
+            if entry is None:
+                continue
+            if batch and (size + entry[2] > BATCH_BYTES or len(batch) == limit):
+                break
+            message = entry[1]
+            if message["distinct_id"] == "":
+                named = self.anon_id()
+                if named is None:
+                    break  # no identity yet: it waits for the next sender
+                message = {**message, "distinct_id": named}
+            names.append(name)
+            batch.append(message)
+            size += entry[2]
+            if message["event"] == "$create_alias":
+                break  # what follows an alias goes once PostHog has it
+        return bool(batch) and self._post(destination, names, batch)
+
+    def _post(self, destination: Destination, names: list[str], batch: list[Message]) -> bool:
+        """Post `batch` (bisecting a refusal); False after a passing failure or out of time."""
+        from arcade_usage.exceptions import DeliveryError, MessageRefusedError
+
+        left = self.deadline - time.monotonic()
+        if left < self.t.min_request or not self.allowed():
+            self.stopped = True
+            return False
+        timeout = min(self.t.request, left)
+        outbox = self.outbox
+        # Counted as failed until known otherwise: an uploader killed mid-request leaves
+        # a back-off no longer than the request could have lasted.
+        outbox._pending(destination, timeout)
+        try:
+            self.post(batch, host=destination[0], api_key=destination[1], timeout=timeout)
+        except MessageRefusedError as exc:
+            if len(batch) == 1 or exc.status in (401, 403):
+                self._done(names, sent=False)
+                outbox._settle(destination)
+                return True
+            half = len(batch) // 2
+            return self._post(destination, names[:half], batch[:half]) and self._post(
+                destination, names[half:], batch[half:]
+            )
+        except DeliveryError as exc:
+            outbox.back_off(
+                exc.retry_after,
+                destination,
+                timings=self.t,
+                head=names[0] if names else None,
+                count=len(batch),
+                timed_out=getattr(exc, "timed_out", False),
+            )
+            return False
+        self._done(names, sent=True)
+        outbox._settle(destination)
+        return True
+
+    def _done(self, names: list[str], *, sent: bool) -> None:
+        for name in names:
+            if sent:
+                self.outbox.mark_sent(name)
+            else:
+                self.outbox.remove(name)
+            self.cache.pop(name, None)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _key(destination: Destination) -> str:
+    return f"{destination[0]} {destination[1]}"
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, (int, float, str)):
+        return 0
+    try:
+        return min(max(int(value), 0), MAX_FAILURES * 1000)
+    except (ValueError, TypeError, OverflowError):
+        return 0
+
+
+def _parse(name: str) -> tuple[int, int, str] | None:
+    """(seq, queued, token) of an entry name `<digits>-<digits>-<hex>[-a].json`, else None."""
+    if not name.endswith(".json"):
+        return None
+    parts = name[:-5].removesuffix(_ALIAS_MARK).split("-")
+    if len(parts) != 3:
+        return None
+    seq, queued, token = parts
+    if not (seq.isdigit() and seq.isascii() and queued.isdigit() and queued.isascii()):
+        return None
+    if not 0 < len(token) <= 32 or any(c not in "0123456789abcdef" for c in token):
+        return None
+    return int(seq), int(queued), token
+
+
+def _decode(data: bytes) -> tuple[Destination | None, Message] | None:
+    import json
+
+    from arcade_usage._events import is_message
+
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and "message" in value:
+        host, api_key = value.get("host"), value.get("api_key")
+        message = value["message"]
+        if isinstance(host, str) and isinstance(api_key, str) and host and api_key:
+            return ((host, api_key), message) if is_message(message) else None
+        return None
+    return (None, value) if is_message(value) else None  # an entry of an older version
+
+
+def _displace(path: str) -> None:
+    """Move what sits at bookkeeping `path` aside (never following, reading or deleting it)."""
+    try:  # noqa: SIM105 - no contextlib on the capture path
+        os.rename(path, f"{path}.{os.urandom(4).hex()}.displaced")
+    except OSError:
+        pass
 
 
 def _write_new(path: str, data: bytes, *, durable: bool) -> None:
@@ -652,34 +1192,8 @@ def _write_new(path: str, data: bytes, *, durable: bool) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:  # noqa: SIM105 - no contextlib on the hand-over path
+        try:  # noqa: SIM105 - no contextlib on the capture path
             os.unlink(tmp)
         except OSError:
             pass
         raise
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie does not; True where that cannot be asked)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass  # it exists, as another user's
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as status:
-            return status.read().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True  # no /proc: existing is all we can know
-
-
-def _age(path: str, now: float) -> float | None:
-    try:
-        return now - os.lstat(path).st_mtime
-    except OSError:
-        return None

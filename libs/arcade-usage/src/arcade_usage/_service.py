@@ -13,11 +13,12 @@ from typing import Any
 
 from arcade_usage._consent import is_tracking_enabled
 from arcade_usage._env import (
+    ACCEPT_FD_ENV,
     API_KEY_ENV,
-    EVENT_ENV,
     HOST_ENV,
     OUTBOX_ENV,
     SENDER_ENV,
+    TIMINGS_ENV,
     WORK_DIR_ENV,
     debug_enabled,
     in_sender,
@@ -25,17 +26,16 @@ from arcade_usage._env import (
     posthog_host,
 )
 from arcade_usage._events import Message, alias_message, make_message
-from arcade_usage._outbox import AT_WORK_GRACE, Outbox
+from arcade_usage._outbox import Outbox, timings_from
 
 ALIAS_TIMEOUT = 2.0
 MIN_REQUEST_SECONDS = 0.1
 ABANDON_GRACE = 0.1
 """How long past its timeout the alias's request is waited for before it is abandoned."""
-MAX_ENVIRONMENT_CHARS = 32 * 1024
 MIN_ALIAS_WAIT = 0.25
 
 # Windows: no console window, not tied to the parent's console or Ctrl+C.
-_WINDOWS_FLAGS = 0x00000008 | 0x00000200 | 0x08000000  # DETACHED, NEW_PROCESS_GROUP, NO_WINDOW
+WINDOWS_FLAGS = 0x00000008 | 0x00000200 | 0x08000000  # DETACHED, NEW_PROCESS_GROUP, NO_WINDOW
 
 
 class UsageService:
@@ -69,7 +69,8 @@ class UsageService:
 
     @property
     def outbox(self) -> Outbox:
-        """The outbox of `work_dir`: one instance when it was given, else the environment's now."""
+        """The outbox of `work_dir` (else of `ARCADE_WORK_DIR` now). Its per-process state
+        belongs to the directory: every Outbox of this process viewing it shares it."""
         if self._work_dir is None:
             return Outbox()
         if self._outbox is None:
@@ -99,42 +100,25 @@ class UsageService:
         self.send(message)
 
     def send(self, message: Message) -> None:
-        """Hand `message` over for delivery: to the uploader at work, else to a new sender.
+        """File `message` in the outbox, then start a sender unless one accepts already.
 
-        A sender is started only when none is at work or on its way (at most one per
-        second per outbox) and no back-off is running. A message filed for an
-        uploader is checked for again after filing: if the uploader left meanwhile,
-        a sender is started for it, so nothing waits for a later command.
+        The message is on disk before any other process is asked to carry it. When
+        it cannot be filed (a full disk, an unwritable outbox), nothing is started.
         """
         if debug_enabled():
             _print_debug(message)
             return
         try:
             outbox = self.outbox
-            if not _too_large_for_environment(message) and self._start_sender_if_needed(
-                outbox, message
-            ):
-                return
-            outbox.put(message)
-            self._start_sender_if_needed(outbox, None)
+            timings = timings_from(os.environ.get(TIMINGS_ENV))
+            outbox.deliver(
+                message,
+                (self.host, self.api_key),
+                lambda fd: self._start_sender(outbox, fd),
+                timings=timings,
+            )
         except OSError:
             pass  # nowhere to keep it: analytics never break the caller
-
-    def _start_sender_if_needed(self, outbox: Outbox, message: Message | None) -> bool:
-        """Start a sender (with `message`) unless one is at work or on its way; True if started.
-
-        One thread of this process starts it while the others file their messages
-        for it; other processes see the start stamp, written as soon as it runs.
-        """
-        if _taken_care_of(outbox) or not outbox.starting.acquire(blocking=False):
-            return False
-        try:
-            if _taken_care_of(outbox):
-                return False
-            self._start_sender(outbox, message)
-            return True
-        finally:
-            outbox.starting.release()
 
     def alias(self, previous_id: str, distinct_id: str, *, timeout: float = ALIAS_TIMEOUT) -> bool:
         """Tell PostHog that `previous_id` and `distinct_id` are one person; wait `timeout` at most.
@@ -153,7 +137,7 @@ class UsageService:
             return True
         try:
             outbox = self.outbox
-            waiting = outbox.backoff_remaining() > 0
+            waiting = outbox.backoff_remaining((self.host, self.api_key)) > 0
         except OSError:
             outbox, waiting = None, False
         if timeout >= MIN_ALIAS_WAIT and not waiting:
@@ -162,33 +146,29 @@ class UsageService:
                 return answer == "delivered"
         if outbox is not None:
             with contextlib.suppress(OSError):
-                outbox.put(message, durable=True)
+                outbox.put(message, (self.host, self.api_key), durable=True)
         return False
 
-    def _start_sender(self, outbox: Outbox, message: Message | None) -> None:
-        """Start `python -m arcade_usage` in its own session, `message` in its environment.
+    def _start_sender(self, outbox: Outbox, accept_fd: int | None) -> bool:
+        """Start `python -m arcade_usage` in its own session, holding `accept_fd` (POSIX).
 
-        stdio goes to the null device and no descriptor is inherited, so a pipe the
-        user reads from (`arcade ... | head`) closes when the command does. The working
-        directory is `.arcade`, never the user's project, which `-m` would otherwise
-        put first on the sender's import path. The user's Python configuration stays
-        out too: no user site-packages or usercustomize (`-s`, unless arcade-usage
-        itself is installed there), no PYTHONSTARTUP or PYTHONINSPECT, and warnings
-        are ignored rather than turned into errors.
+        stdio goes to the null device and no other descriptor is inherited, so a pipe
+        the user reads from (`arcade ... | head`) closes when the command does. The
+        working directory is `.arcade`, never the user's project, which `-m` would
+        otherwise put first on the sender's import path. The user's Python
+        configuration stays out too: no user site-packages or usercustomize (`-s`,
+        unless arcade-usage itself is installed there), no PYTHONSTARTUP or
+        PYTHONINSPECT, and warnings are ignored rather than turned into errors.
 
         A bare thread waits for the child: a long-lived caller collects no zombies,
         and the Popen object is never garbage-collected while the sender runs (a
         ResourceWarning). `threading.Thread.start()` would wait for the new thread to
         be scheduled, milliseconds on a busy machine.
         """
-        import json
         import subprocess
 
-        outbox.prepare()
         if not sys.executable:
-            if message is not None:
-                outbox.put(message)
-            return
+            return False
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONINSPECT")}
         env.update(
             {
@@ -200,55 +180,48 @@ class UsageService:
                 "PYTHONWARNINGS": "ignore",
             }
         )
-        if message is not None:
-            env[EVENT_ENV] = json.dumps(message, separators=(",", ":"))
-        else:
-            env.pop(EVENT_ENV, None)
-        options: dict[str, Any] = {}
-        if os.name == "nt":
-            options["creationflags"] = _WINDOWS_FLAGS
-        else:
-            options["start_new_session"] = True
+        env.pop(ACCEPT_FD_ENV, None)
+        if accept_fd is not None:
+            env[ACCEPT_FD_ENV] = str(accept_fd)
         try:
             process = subprocess.Popen(
-                [sys.executable, *_isolation_flags(), "-m", "arcade_usage"],
+                [sender_executable(sys.platform), *_isolation_flags(), "-m", "arcade_usage"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
                 cwd=os.path.dirname(outbox.directory),
                 env=env,
-                **options,
+                **spawn_options(sys.platform, accept_fd),
             )
-        except OSError:  # no process to be had (limits, E2BIG): the event waits on disk
-            if message is not None:
-                outbox.put(message)
-            return
+        except OSError:  # no process to be had (limits): the event waits on disk
+            return False
         _thread.start_new_thread(process.wait, ())
-        # For the other processes (this one's threads wait on `outbox.starting`).
-        with contextlib.suppress(OSError):  # unstamped, a capture may start another
-            outbox.mark_sender_started(process.pid)
+        return True
 
 
-def _taken_care_of(outbox: Outbox) -> bool:
-    """Whether a message filed now will be uploaded without starting a sender for it.
+def sender_executable(platform: str, executable: str | None = None) -> str:
+    """The interpreter for the sender: on Windows `pythonw.exe` beside it when there is one
+    (no console window flashes), else this one."""
+    executable = executable or sys.executable
+    if platform == "win32":
+        folder, name = os.path.split(executable)
+        if name.lower() == "python.exe":
+            windowless = os.path.join(folder, "pythonw.exe")
+            if os.path.exists(windowless):
+                return windowless
+    return executable
 
-    An uploader's last request under way is not a back-off: its lease is gone, so
-    what is filed now is not in that request, and a sender must wait to take it.
-    """
-    return (
-        outbox.uploader_at_work(grace=AT_WORK_GRACE)
-        or outbox.sender_started_recently()
-        or outbox.held_back()
-    )
 
-
-def _too_large_for_environment(message: Message) -> bool:
-    """Whether `message` is too large to hand over in the environment (Linux: 128 KiB a string).
-
-    Rare (the properties are short); such a message is filed for the sender instead.
-    """
-    return sum(len(str(v)) for v in message["properties"].values()) > MAX_ENVIRONMENT_CHARS
+def spawn_options(platform: str, accept_fd: int | None) -> dict[str, Any]:
+    """Popen options for the sender: detached, with no console on Windows; elsewhere a new
+    session, inheriting the accepting lock's descriptor and nothing else."""
+    if platform == "win32":
+        return {"creationflags": WINDOWS_FLAGS}
+    options: dict[str, Any] = {"start_new_session": True}
+    if accept_fd is not None:
+        options["pass_fds"] = (accept_fd,)
+    return options
 
 
 def _isolation_flags() -> list[str]:

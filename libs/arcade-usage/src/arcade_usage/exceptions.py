@@ -10,12 +10,17 @@ class UsageError(Exception):
 class DeliveryError(UsageError):
     """PostHog did not take a batch, for a passing reason: unreachable, too slow, 408/429/5xx.
 
-    `retry_after` is PostHog's `Retry-After`, in seconds, when it gave one.
+    `retry_after` is PostHog's `Retry-After`, in seconds, when it gave one;
+    `timed_out` says the request went out and no answer came in time (it may have
+    landed: the batch is not resent whole more than once).
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.timed_out = timed_out
 
 
 class MessageRefusedError(DeliveryError):
