@@ -173,7 +173,9 @@ class Timings:
 def check(t: Timings) -> None:
     """Raise ValueError unless the relations the protocol relies on hold."""
     relations = {
-        "every duration is positive": min(t.life, t.request, t.linger, t.interval, t.backoff) > 0,
+        "every duration is positive and finite": all(
+            0 < d < float("inf") for d in (t.life, t.request, t.linger, t.interval, t.backoff)
+        ),
         "a sender lingers within its accepting window": t.linger < t.accept_window,
         "a trickle is paced within the linger": t.interval <= t.linger,
         "polling is finer than the linger": t.poll < t.linger,

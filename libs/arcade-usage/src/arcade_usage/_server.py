@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import uuid
+import weakref
 from typing import Any
 
 from arcade_identity import IdentityUnavailableError, UsageIdentity
@@ -34,6 +35,20 @@ from arcade_usage._service import UsageService
 from arcade_usage._tracker import event_sender, known_secrets, link_principal
 
 SERVER_DISTRIBUTION = "arcade-mcp-server"
+
+_TRACKERS: weakref.WeakSet[ServerTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A pre-fork server's child gets fresh locks: one a parent thread held at fork()
+    would stay locked here forever, with no thread to release it."""
+    for tracker in list(_TRACKERS):
+        tracker._lock = threading.Lock()
+        tracker._creating = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ServerTracker:
@@ -58,6 +73,7 @@ class ServerTracker:
         self._arcade: str | None = None
         self._lock = threading.Lock()  # guards the shared identity's cache (never held long)
         self._creating = threading.Lock()
+        _TRACKERS.add(self)
         self._runtime: dict[str, Any] | None = None
         self._secrets: tuple[object, list[str | None]] | None = None  # (credentials' stat, ...)
 
