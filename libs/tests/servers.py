@@ -121,7 +121,8 @@ class FakePostHog(_Server):
       status given for it (400, 413...);
     - a message larger than `max_message_bytes` (when set): 413;
     - mode "refuse": every request, with `refuse_status`;
-    - `rate_limit(k, retry_after)`: the next k requests get 429 with that `Retry-After`.
+    - `rate_limit(k, retry_after, status)`: the next k requests get 429 (or `status`) with
+      that `Retry-After`.
 
     `exchanges` logs every request: its answer and the uuids it carried.
     """
@@ -138,6 +139,7 @@ class FakePostHog(_Server):
         self._poison: dict[str, int] = {}
         self._rate_limited = 0
         self._retry_after: str | None = None
+        self._rate_limit_status = 429
         self._person: dict[str, int] = {}
         self._identified: set[int] = set()
         self.refused_aliases: list[tuple[str, str]] = []
@@ -150,11 +152,13 @@ class FakePostHog(_Server):
         with self.lock:
             self._poison[marker] = status
 
-    def rate_limit(self, requests: int, retry_after: str | None) -> None:
-        """Answer the next `requests` requests with 429 (and `Retry-After: retry_after`)."""
+    def rate_limit(self, requests: int, retry_after: str | None, status: int = 429) -> None:
+        """Answer the next `requests` requests with `status` (429, or 503 for an outage) and
+        `Retry-After: retry_after`."""
         with self.lock:
             self._rate_limited = requests
             self._retry_after = retry_after
+            self._rate_limit_status = status
 
     # -- what tests read ---------------------------------------------------------------
 
@@ -215,13 +219,14 @@ class FakePostHog(_Server):
                 self._person[key] = target
         self._identified.add(target)
 
-    def take_rate_limit(self) -> tuple[bool, str | None]:
-        """Whether this request is one of the rate-limited ones, and its `Retry-After`."""
+    def take_rate_limit(self) -> tuple[int | None, str | None]:
+        """The status of this request if it is one of the rate-limited ones, and its
+        `Retry-After`."""
         with self.lock:
             if self._rate_limited <= 0:
-                return False, None
+                return None, None
             self._rate_limited -= 1
-            return True, self._retry_after
+            return self._rate_limit_status, self._retry_after
 
     def refusal(self, batch: list[dict[str, Any]]) -> int | None:
         """The status a batch of well-formed JSON is refused with, or None if it is taken."""
@@ -284,9 +289,9 @@ class _PostHogHandler(_Handler):
             return
         server = self.server
         limited, retry_after = server.take_rate_limit()
-        if limited:
+        if limited is not None:
             headers = {} if retry_after is None else {"Retry-After": retry_after}
-            self.reply(429, {"detail": "rate limited"}, headers)
+            self.reply(limited, {"detail": "rate limited"}, headers)
             return
         if mode == "refuse":
             self.reply(server.refuse_status, {"detail": "refused"})
