@@ -242,3 +242,150 @@ def test_shortened_timings_keep_the_relations() -> None:
     short = timings_from("life=4,request=2,linger=0.2,interval=0.1,backoff=0.5")
     assert short is not PRODUCTION
     assert (short.life, short.linger) == (4.0, 0.2)
+
+
+# -- ambiguous answers -------------------------------------------------------------------------
+
+
+def test_a_batch_that_timed_out_is_sent_whole_once_more_then_halved(
+    posthog: FakePostHog, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout may hide a delivery: the batch goes whole once more, then half of it,
+    so that a slow PostHog does not get the same events again and again."""
+    monkeypatch.setenv(
+        "ARCADE_USAGE_TIMINGS", "life=6,request=1,linger=0.2,interval=0.2,backoff=0.25"
+    )
+    shell = _Shell()
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    outbox.back_off(retry_after=600)
+    for i in range(8):
+        shell.run(f"queued.{i}")
+    names = outbox.names()
+    first, last = outbox.read(names[0]), outbox.read(names[-1])
+    assert first is not None
+    assert last is not None
+    outbox.clear_backoff()
+    posthog.mode = "hang"
+    shell.run("queued.8")
+    wait_until(lambda: posthog.requests >= 3, timeout=10)  # whole, whole again, half
+    posthog.mode = "ok"
+    posthog.release.set()
+    wait_until(lambda: len(posthog.command_events()) == 9, timeout=12)
+    _settled(work_dir)
+    # The head went in every request; the tail in the two whole ones and the last.
+    assert posthog.times_carried(last["uuid"]) == 3, posthog.log()
+    assert posthog.times_carried(first["uuid"]) == 4, posthog.log()
+
+
+# -- platforms ---------------------------------------------------------------------------------
+
+
+def test_the_platform_decisions() -> None:
+    from arcade_usage._outbox import hands_lock_to_child, lock_kind
+    from arcade_usage._service import spawn_options
+
+    assert [lock_kind(p) for p in ("linux", "darwin", "win32")] == ["flock", "flock", "msvcrt"]
+    assert [hands_lock_to_child(p) for p in ("linux", "darwin", "win32")] == [True, True, False]
+    assert spawn_options("linux", 7) == {"start_new_session": True, "pass_fds": (7,)}
+    assert spawn_options("darwin", None) == {"start_new_session": True}
+    # Detached, its own process group, no console window; no descriptor to hand over.
+    assert spawn_options("win32", None) == {"creationflags": 0x08000208}
+
+
+def test_on_windows_the_sender_is_the_windowless_interpreter_beside_python(
+    tmp_path: Path,
+) -> None:
+    python = tmp_path / "python.exe"
+    python.touch()
+    assert sender_executable_for("win32", python) == str(python)  # no pythonw.exe there
+    (tmp_path / "pythonw.exe").touch()
+    assert sender_executable_for("win32", python) == str(tmp_path / "pythonw.exe")
+    assert sender_executable_for("linux", python) == str(python)
+
+
+def sender_executable_for(platform: str, python: Path) -> str:
+    from arcade_usage._service import sender_executable
+
+    return sender_executable(platform, str(python))
+
+
+def test_where_a_lock_cannot_be_handed_over_nothing_is_stranded_nor_posted_twice_at_once(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    """Windows' path, run here on flock: the capture releases the accepting lock and the
+    sender takes it. Captures from 4 threads: every event arrives, one upload at a time."""
+    import threading
+
+    service = UsageService()
+    outbox = Outbox(work_dir)
+    outbox.hands_lock = False
+    destination = (service.host, service.api_key)
+    started: list[bool] = []
+
+    def start(fd: int | None) -> bool:
+        assert fd is None
+        started.append(service.start_sender(outbox, fd))
+        return started[-1]
+
+    def capture(thread: int) -> None:
+        for i in range(10):
+            message: Any = {
+                "event": SUCCEEDED,
+                "distinct_id": "me",
+                "properties": {"command_name": f"t{thread}.{i}"},
+                "timestamp": "2026-01-01T00:00:00+00:00",
+                "uuid": str(uuid.uuid4()),
+            }
+            outbox.deliver(message, destination, start)
+            time.sleep(0.02)  # a trickle across the senders' lives
+
+    threads = [threading.Thread(target=capture, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: len(posthog.command_events()) == 40, timeout=NO_LATER_COMMAND)
+    _settled(work_dir)
+    assert len({e["uuid"] for e in posthog.command_events()}) == 40
+    assert posthog.max_in_flight == 1
+    assert 1 <= len(started) <= 3, started
+
+
+# -- the log a user can read (`arcade usage log`) --------------------------------------------
+
+
+def test_the_usage_log_shows_what_was_sent_and_what_waits_newest_first(
+    posthog: FakePostHog, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcade_usage import disable_tracking, usage_log
+
+    shell = _Shell()
+    for name in ("one", "two"):
+        shell.run(name)
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    _settled(work_dir)
+    Outbox(work_dir).back_off(retry_after=600)
+    shell.run("three")  # waits: the back-off is long
+
+    log = usage_log()
+    assert [(e["properties"]["command_name"], e["sent"]) for e in log] == [
+        ("three", False),
+        ("two", True),
+        ("one", True),
+    ]
+    delivered = {e["uuid"]: e for e in posthog.command_events()}
+    for entry in log[1:]:
+        got = delivered[entry["uuid"]]
+        assert {k: entry[k] for k in ("event", "distinct_id", "timestamp")} == {
+            k: got[k] for k in ("event", "distinct_id", "timestamp")
+        }
+        assert entry["properties"].items() <= got["properties"].items()
+    sent = Path(Outbox(work_dir).directory) / "sent"
+    assert {p.stat().st_mode & 0o777 for p in sent.iterdir()} == {0o600}
+
+    disable_tracking()
+    assert usage_log() == []
+    monkeypatch.setenv("ARCADE_USAGE_TRACKING", "0")
+    shell.run("off")
+    assert usage_log() == []

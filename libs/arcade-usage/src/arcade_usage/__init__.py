@@ -13,8 +13,8 @@ module         holds
 `_server`      `ServerTracker`
 `_service`     `UsageService`: capture, alias, starting the sender
 `_sender`      the detached process, `python -m arcade_usage`
-`_outbox`      the on-disk queue, its upload lock, lease and back-off
-`_posthog`     everything that talks to PostHog: one request, the upload loop
+`_outbox`      the sending protocol: the outbox, its locks, back-off, the uploader, the log
+`_posthog`     one request to PostHog, and what its answer means
 `_events`      what an event is: names, the message, properties, versions
 `_scrub`       what an error message may say before it leaves the machine
 `_ci`          whether a CI system runs us (`is_ci` of event properties)
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         tracking_state,
     )
     from arcade_usage._events import FAILED, SUCCEEDED, installed_version
-    from arcade_usage._outbox import Outbox
+    from arcade_usage._outbox import Outbox, usage_log
     from arcade_usage._scrub import scrub
     from arcade_usage._server import ServerTracker
     from arcade_usage._service import UsageService
@@ -70,6 +70,7 @@ _NAMES = {
     "is_tracking_enabled": "_consent",
     "scrub": "_scrub",
     "tracking_state": "_consent",
+    "usage_log": "_outbox",
 }
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "is_tracking_enabled",
     "scrub",
     "tracking_state",
+    "usage_log",
 ]
 
 

@@ -20,8 +20,9 @@ device, no inherited descriptor but the accepting lock, with the caller's
 environment plus:
 
 - `ARCADE_USAGE_ACCEPT_FD`: the descriptor holding the outbox's accepting lock
-  (POSIX); absent where a lock cannot be handed over (Windows, a sender run by
-  hand): the sender takes the lock itself.
+  (POSIX), or `take` where a lock cannot be handed over (Windows): the capture's
+  thread holds it until the sender waits for it. Absent (a sender run by hand):
+  the sender takes the lock if it is free, else leaves.
 - `ARCADE_USAGE_OUTBOX`: the absolute path of the outbox directory.
 - `ARCADE_WORK_DIR`: absolute, so that a relative value is not read again from
   `.arcade` (the sender's working directory).
@@ -49,6 +50,7 @@ ACCEPT_FD_ENV = "ARCADE_USAGE_ACCEPT_FD"
 OUTBOX_ENV = "ARCADE_USAGE_OUTBOX"
 SENDER_ENV = "ARCADE_USAGE_SENDER"
 TIMINGS_ENV = "ARCADE_USAGE_TIMINGS"
+TAKE_ACCEPT = "take"
 
 DEFAULT_HOST = "https://us.i.posthog.com"
 DEFAULT_API_KEY = "phc_zNHKkPFsrKVSpd7y85jnxW8jNVW6AQD6AwqE4nWjwpXg"  # public, write-only

@@ -15,6 +15,7 @@ Files in `.arcade/usage_outbox/`:
 - `.seq`: one byte per entry; started over by the uploader when the outbox is empty.
 - `.accept.lock`: held by the one sender that *accepts* new entries.
 - `.upload.lock`: held by the one sender allowed to post.
+- `.handover.lock`: Windows only; see below.
 - `.backoff`: per destination, `{"until", "delay", "failures"}` after a failed
   request; `"pending": true` while a request is in flight.
 - `sent/`: delivered entries, kept 7 days (bounded in bytes) for `arcade usage log`.
@@ -47,10 +48,12 @@ burst starts one sender: the child holds the lock before it exists, so every
 later capture finds it held. Why one uploader: `.upload.lock`.
 
 Windows cannot hand a held lock to a child (`hands_lock_to_child`): there the
-capture releases the lock and the sender takes it; in that instant another
-capture may start a second sender, which finds the lock held and exits (or
-waits for the upload lock): an extra process, never a stranded event nor two
-uploaders.
+capture keeps the lock on a thread of its own (the bridge) until the sender it
+started holds `.handover.lock`, the sign that it waits for the accepting lock,
+and then lets go. A capture process that exits before that releases the lock
+early: another capture may then start a second sender, which waits for the
+first to stop accepting (an extra process, never a stranded event nor two
+uploaders).
 
 A request in flight is recorded first (`pending`), so that an uploader killed
 during it leaves a back-off no longer than that request could have lasted. A
@@ -101,6 +104,7 @@ SENT_MAX_BYTES = 8 * 1024 * 1024
 _SEQ = ".seq"
 _ACCEPT = ".accept.lock"
 _UPLOAD = ".upload.lock"
+_HANDOVER = ".handover.lock"
 _BACKOFF = ".backoff"
 _SENT = "sent"
 _ALIAS_MARK = "-a"
@@ -233,6 +237,16 @@ def _try_lock(fd: int, kind: str) -> bool:
     return True
 
 
+def _unlock_msvcrt(fd: int) -> None:
+    try:
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+    except (OSError, ImportError):
+        pass  # not locked by us: nothing to release
+
+
 # -- descriptors of ours, reset after fork() -------------------------------------------------
 
 _OPEN: set[int] = set()
@@ -252,6 +266,8 @@ class _Fd:
         fd, self.fd = self.fd, -1
         if fd >= 0 and self.pid == os.getpid():
             _OPEN.discard(fd)
+            if lock_kind() == "msvcrt":  # released at once, not when Windows gets to it
+                _unlock_msvcrt(fd)
             try:  # noqa: SIM105 - no contextlib on the capture path
                 os.close(fd)
             except OSError:
@@ -498,6 +514,7 @@ class Outbox:
             lock = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
         except OSError:
             return False
+        bridged = False
         try:
             if not _try_lock(lock.fd, self.lock_kind):
                 return False  # a sender accepts: it looks after releasing the lock
@@ -505,10 +522,36 @@ class Outbox:
                 return False  # what waits goes after the back-off, with a later command
             if self.hands_lock:
                 return start_sender(lock.fd)
-            lock.close()  # Windows: the sender takes the lock itself
-            return start_sender(None)
+            if self._held(_HANDOVER):
+                return False  # a sender waits to take the lock: it will see our entry
+            if not start_sender(None):
+                return False
+            # Windows: held on a thread of ours until the sender waits for it.
+            _thread.start_new_thread(self._bridge, (lock, time.monotonic() + timings.life))
+            bridged = True
+            return True
+        finally:
+            if not bridged:
+                lock.close()
+
+    def _bridge(self, lock: _Fd, until: float) -> None:
+        """Hold the accepting lock until the sender started for it shows (holding
+        `.handover.lock`) that it waits for it, so that captures meanwhile start none."""
+        try:
+            while time.monotonic() < until and not self._held(_HANDOVER):
+                time.sleep(0.02)
+        except OSError:
+            pass
         finally:
             lock.close()
+
+    def _held(self, name: str) -> bool:
+        """Whether another holds lock `name` (asked without keeping it)."""
+        probe = _Fd(self._open_own(name, os.O_RDWR))
+        try:
+            return not _try_lock(probe.fd, self.lock_kind)
+        finally:
+            probe.close()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -860,26 +903,18 @@ class Outbox:
     # -- locks ---------------------------------------------------------------------------
 
     def upload_lock_held(self) -> bool:
-        """Whether some process holds the upload lock (asked without keeping it)."""
+        """Whether some process holds the upload lock."""
         try:
-            fd = _Fd(self._open_own(_UPLOAD, os.O_RDWR))
+            return self._held(_UPLOAD)
         except OSError:
             return False
-        try:
-            return not _try_lock(fd.fd, self.lock_kind)
-        finally:
-            fd.close()
 
     def accepting(self) -> bool:
-        """Whether a sender is accepting new entries now (asked without keeping the lock)."""
+        """Whether a sender is accepting new entries now."""
         try:
-            fd = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
+            return self._held(_ACCEPT)
         except OSError:
             return False
-        try:
-            return not _try_lock(fd.fd, self.lock_kind)
-        finally:
-            fd.close()
 
     def _lock(self, name: str, until: float | None, poll: float) -> _Fd | None:
         """Hold lock `name` (waiting until monotonic `until`, or not at all); None if not had."""
@@ -892,6 +927,20 @@ class Outbox:
         return fd
 
 
+def usage_log(work_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """What tracking sent (kept 7 days) and what waits to be sent, newest first.
+
+    Each item is a message as PostHog got it or will get it (`event`, `distinct_id`,
+    `timestamp`, `uuid`, `properties`), plus `sent` (bool). Empty when tracking was
+    never on, after `arcade usage disable`, or when the outbox cannot be read.
+    """
+    try:
+        outbox = Outbox(work_dir)
+    except OSError:
+        return []
+    return [{**message, "sent": sent} for sent, message in outbox.log()]
+
+
 # -- the sender's side ---------------------------------------------------------------------
 
 
@@ -902,24 +951,38 @@ def run_sender(
     default: Destination,
     started: float,
     accept_fd: int | None = None,
+    take_accept: bool = False,
     timings: Timings = PRODUCTION,
     allowed: Callable[[], bool] = lambda: True,
     anon_id: Callable[[], str | None] = lambda: None,
 ) -> None:
     """Be the sender: STARTING ... EXIT of the module docstring.
 
-    `accept_fd` is the accepting lock the capture handed over (None: take it, or
-    leave at once if another sender has it). `post(batch, host=, api_key=,
-    timeout=)` makes one request. `started` is this process's start (monotonic).
+    `accept_fd` is the accepting lock the capture handed over. Without it: with
+    `take_accept` (Windows) the capture's thread holds the lock until this sender
+    waits for it; else (a sender run by hand) it takes the lock if free, or leaves.
+    `post(batch, host=, api_key=, timeout=)` makes one request; `started` is this
+    process's start (monotonic).
     """
     deadline = started + timings.life - timings.exit_margin
     outbox.prepare()
     if accept_fd is not None:
         accept = _Fd(accept_fd)
-    else:
+    elif not take_accept:
         held = outbox._lock(_ACCEPT, None, timings.poll)
         if held is None:
             return  # another sender accepts: it takes what waits
+        accept = held
+    else:  # started where a lock cannot be handed over: the capture holds it for us
+        handover = outbox._lock(_HANDOVER, started + timings.startup, timings.poll)
+        if handover is None:
+            return  # another sender is waiting for it already
+        try:
+            held = outbox._lock(_ACCEPT, deadline - timings.min_request, timings.poll)
+        finally:
+            handover.close()
+        if held is None:
+            return
         accept = held
     try:
         upload = outbox._lock(_UPLOAD, deadline - timings.min_request, timings.poll)

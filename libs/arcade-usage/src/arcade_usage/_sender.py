@@ -17,6 +17,7 @@ from arcade_usage._env import (
     ACCEPT_FD_ENV,
     OUTBOX_ENV,
     SENDER_ENV,
+    TAKE_ACCEPT,
     TIMINGS_ENV,
     posthog_api_key,
     posthog_host,
@@ -38,7 +39,8 @@ def main() -> None:
         os.nice(10)  # background work: the user's own commands come first
     except (AttributeError, OSError):
         pass
-    accept_fd = _accept_fd(os.environ.pop(ACCEPT_FD_ENV, ""))
+    handed = os.environ.pop(ACCEPT_FD_ENV, "")
+    accept_fd = _accept_fd(handed)
     outbox = Outbox(directory=os.environ.get(OUTBOX_ENV) or Outbox().directory)
     arcade = os.path.dirname(outbox.directory)
     if not state_in(arcade)[0]:
@@ -49,6 +51,7 @@ def main() -> None:
         default=(posthog_host(), posthog_api_key()),
         started=started,
         accept_fd=accept_fd,
+        take_accept=handed == TAKE_ACCEPT,
         timings=timings,
         allowed=lambda: state_in(arcade)[0],  # `usage disable` meanwhile stops it
         anon_id=_anon_id_of(arcade),

@@ -18,6 +18,7 @@ from arcade_usage._env import (
     HOST_ENV,
     OUTBOX_ENV,
     SENDER_ENV,
+    TAKE_ACCEPT,
     TIMINGS_ENV,
     WORK_DIR_ENV,
     debug_enabled,
@@ -114,7 +115,7 @@ class UsageService:
             outbox.deliver(
                 message,
                 (self.host, self.api_key),
-                lambda fd: self._start_sender(outbox, fd),
+                lambda fd: self.start_sender(outbox, fd),
                 timings=timings,
             )
         except OSError:
@@ -149,7 +150,7 @@ class UsageService:
                 outbox.put(message, (self.host, self.api_key), durable=True)
         return False
 
-    def _start_sender(self, outbox: Outbox, accept_fd: int | None) -> bool:
+    def start_sender(self, outbox: Outbox, accept_fd: int | None) -> bool:
         """Start `python -m arcade_usage` in its own session, holding `accept_fd` (POSIX).
 
         stdio goes to the null device and no other descriptor is inherited, so a pipe
@@ -180,9 +181,7 @@ class UsageService:
                 "PYTHONWARNINGS": "ignore",
             }
         )
-        env.pop(ACCEPT_FD_ENV, None)
-        if accept_fd is not None:
-            env[ACCEPT_FD_ENV] = str(accept_fd)
+        env[ACCEPT_FD_ENV] = TAKE_ACCEPT if accept_fd is None else str(accept_fd)
         try:
             process = subprocess.Popen(
                 [sender_executable(sys.platform), *_isolation_flags(), "-m", "arcade_usage"],
