@@ -427,6 +427,7 @@ def test_during_an_outage_a_command_files_its_event_and_starts_no_sender(
         else:
             monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", down)
         track("first")
+        wait_until(lambda: sender_pids(work_dir))  # (it lives for seconds: it is seen)
         _settled(work_dir)  # it tried, waited out 2 s and 4 s, and left an 8 s back-off
         assert len(spawns) == 1
         assert posthog.requests == (3 if outage == "503" else 0)

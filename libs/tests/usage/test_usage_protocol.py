@@ -229,7 +229,7 @@ def test_the_production_timings_keep_their_relations() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["linger=6", "interval=2", "backoff=9", "request=9", "life=x", "linger=-1"],
+    ["linger=6", "interval=5", "backoff=9", "request=9", "life=x", "linger=-1"],
 )
 def test_timings_that_break_a_relation_are_refused(text: str) -> None:
     name, value = text.split("=")

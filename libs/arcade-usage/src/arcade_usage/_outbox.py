@@ -181,8 +181,8 @@ def check(t: Timings) -> None:
             0 < d < float("inf") for d in (t.life, t.request, t.linger, t.interval, t.backoff)
         ),
         "a sender lingers within its accepting window": t.linger < t.accept_window,
-        "a trickle is paced within the linger": t.interval <= t.linger,
         "polling is finer than the linger": t.poll < t.linger,
+        "a trickle is paced within the accepting window": t.interval < t.accept_window,
         "the first back-off is waited out by a sender": t.backoff <= t.waitable,
         "a killed uploader's record (one request) is waited out": t.request <= t.waitable,
         "a short request still fits after the longest wait": t.min_request <= t.request,
