@@ -45,7 +45,8 @@ class UsageService:
     `host`, `api_key` and `work_dir` default to `ARCADE_USAGE_POSTHOG_HOST`,
     `ARCADE_USAGE_POSTHOG_API_KEY` and `ARCADE_WORK_DIR` (read when used, so a
     service made at import time still honours the environment of the call).
-    Thread-safe: nothing is shared between calls but files.
+    Thread-safe: calls share only files and the outbox's per-process state, which holds
+    no lock across file I/O.
     """
 
     def __init__(
