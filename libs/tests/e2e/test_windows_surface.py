@@ -49,13 +49,6 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 # How many events wait depends on how far a sender has got, on Linux too.
 WAITING = re.compile(r'(?<="outbox_waiting": )\d+|\d+(?= event\(s\) waiting)')
 
-NEEDS_THE_OUTBOX = pytest.mark.xfail(
-    strict=True,
-    reason="the outbox takes os.pwrite for granted (its lease stamp): the sender dies with an"
-    " AttributeError before its first upload; the protocol rework gives the outbox a Windows path",
-)
-
-
 def _run_commands(env: dict[str, str], work_dir: Path) -> list[tuple[int, str, str]]:
     """Each command's exit code, stdout and stderr, with what differs run to run made neutral."""
     screens = []
@@ -99,7 +92,6 @@ def test_the_commands_exit_as_on_linux(
     assert [tuple(argv[-len(c) :]) for argv, c in zip(commands, COMMANDS, strict=True)] == COMMANDS
 
 
-@NEEDS_THE_OUTBOX
 def test_the_commands_events_arrive(
     cloud: FakeCloud, posthog: FakePostHog, work_dir: Path, tmp_path: Path
 ) -> None:
@@ -126,7 +118,6 @@ def test_the_commands_events_arrive(
     assert any("arcade_usage" in argv for argv in _processes_under_the_surface(log))
 
 
-@NEEDS_THE_OUTBOX
 def test_a_server_trackers_start_and_calls_arrive_once(
     posthog: FakePostHog, work_dir: Path, tmp_path: Path
 ) -> None:

@@ -285,8 +285,19 @@ def test_the_platform_decisions() -> None:
     from arcade_usage._outbox import hands_lock_to_child, lock_kind
     from arcade_usage._service import spawn_options
 
-    assert [lock_kind(p) for p in ("linux", "darwin", "win32")] == ["flock", "flock", "msvcrt"]
-    assert [hands_lock_to_child(p) for p in ("linux", "darwin", "win32")] == [True, True, False]
+    assert [lock_kind(p, True) for p in ("linux", "darwin", "win32")] == [
+        "flock",
+        "flock",
+        "msvcrt",
+    ]
+    assert [hands_lock_to_child(p, True) for p in ("linux", "darwin", "win32")] == [
+        True,
+        True,
+        False,
+    ]
+    # A Python without fcntl on a Unix (the tests' Windows surface): POSIX record locks,
+    # which a child does not inherit.
+    assert (lock_kind("linux", False), hands_lock_to_child("linux", False)) == ("lockf", False)
     assert spawn_options("linux", 7) == {"start_new_session": True, "pass_fds": (7,)}
     assert spawn_options("darwin", None) == {"start_new_session": True}
     # Detached, its own process group, no console window; no descriptor to hand over.

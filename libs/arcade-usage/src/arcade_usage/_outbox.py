@@ -210,23 +210,46 @@ def timings_from(text: str | None) -> Timings:
 # -- platform decisions --------------------------------------------------------------------
 
 
-def lock_kind(platform: str = sys.platform) -> str:
-    """`flock` where the kernel has it; `msvcrt` (byte-range locks) on Windows."""
-    return "msvcrt" if platform == "win32" else "flock"
+def lock_kind(platform: str = sys.platform, has_fcntl: bool | None = None) -> str:
+    """The kernel lock this platform gives: `flock` (per open file: a held lock can be
+    handed to a child), `msvcrt` on Windows (byte ranges, per handle), `lockf` on a Unix
+    whose Python lacks `fcntl` (the tests' Windows surface: per process, not inherited)."""
+    if platform == "win32":
+        return "msvcrt"
+    if has_fcntl is None:
+        has_fcntl = _has_fcntl()
+    return "flock" if has_fcntl else "lockf"
 
 
-def hands_lock_to_child(platform: str = sys.platform) -> bool:
+def hands_lock_to_child(platform: str = sys.platform, has_fcntl: bool | None = None) -> bool:
     """Whether a held lock can be handed to a child (an inherited flock'd descriptor)."""
-    return lock_kind(platform) == "flock"
+    return lock_kind(platform, has_fcntl) == "flock"
+
+
+_FCNTL: list[bool] = []
+
+
+def _has_fcntl() -> bool:
+    if not _FCNTL:
+        try:
+            import fcntl  # noqa: F401 - only whether it can be had
+        except ImportError:
+            _FCNTL.append(False)
+        else:
+            _FCNTL.append(True)
+    return _FCNTL[0]
 
 
 def _try_lock(fd: int, kind: str) -> bool:
     """Take the exclusive lock on `fd` without waiting; False when another holds it."""
     try:
-        if kind == "flock":
+        if kind == "flock" and sys.platform != "win32":
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        elif kind == "lockf":
+            os.lseek(fd, 0, os.SEEK_SET)
+            getattr(os, "lockf")(fd, getattr(os, "F_TLOCK"), 1)  # noqa: B009 - not on win32
         else:
             import msvcrt
 
@@ -266,7 +289,7 @@ class _Fd:
         fd, self.fd = self.fd, -1
         if fd >= 0 and self.pid == os.getpid():
             _OPEN.discard(fd)
-            if lock_kind() == "msvcrt":  # released at once, not when Windows gets to it
+            if sys.platform == "win32":  # released at once, not when Windows gets to it
                 _unlock_msvcrt(fd)
             try:  # noqa: SIM105 - no contextlib on the capture path
                 os.close(fd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import sys
 import time
 
 from arcade_usage._consent import state_in
@@ -35,10 +36,11 @@ def main() -> None:
     timings = timings_from(os.environ.get(TIMINGS_ENV))
     _exit_after(timings.life)
     os.environ[SENDER_ENV] = "1"
-    try:  # noqa: SIM105 - no contextlib here
-        os.nice(10)  # background work: the user's own commands come first
-    except (AttributeError, OSError):
-        pass
+    if sys.platform != "win32":  # (POSIX only)
+        try:  # noqa: SIM105 - no contextlib here
+            os.nice(10)  # background work: the user's own commands come first
+        except (AttributeError, OSError):
+            pass
     handed = os.environ.pop(ACCEPT_FD_ENV, "")
     accept_fd = _accept_fd(handed)
     outbox = Outbox(directory=os.environ.get(OUTBOX_ENV) or Outbox().directory)
