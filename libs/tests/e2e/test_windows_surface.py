@@ -49,6 +49,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 # How many events wait depends on how far a sender has got, on Linux too.
 WAITING = re.compile(r'(?<="outbox_waiting": )\d+|\d+(?= event\(s\) waiting)')
 
+
 def _run_commands(env: dict[str, str], work_dir: Path) -> list[tuple[int, str, str]]:
     """Each command's exit code, stdout and stderr, with what differs run to run made neutral."""
     screens = []
