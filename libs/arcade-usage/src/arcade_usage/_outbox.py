@@ -662,6 +662,13 @@ class Outbox:
         except OSError:
             self.remove(name)
 
+    def since_delivery(self) -> float:
+        """Seconds since the last delivery (the sent log's date); infinite when unknown."""
+        try:
+            return self._clock() - os.lstat(self._path(_SENT)).st_mtime
+        except OSError:
+            return float("inf")
+
     def _sent_dir(self) -> str:
         path = self._path(_SENT)
         try:
@@ -1043,7 +1050,11 @@ class _Uploader:
 
     def run(self, started: float, accept: _Fd) -> None:
         t = self.t
-        idle_since = next_request = time.monotonic()
+        idle_since = time.monotonic()
+        # Paced from the last delivery, whichever sender made it: a burst that outlives
+        # one sender is not posted twice at the hand-over.
+        since = self.outbox.since_delivery()
+        next_request = idle_since + (t.interval - since if 0 <= since < t.interval else 0.0)
         waiting = self._sendable(self.outbox.prune())
         while not self.stopped:  # ACCEPTING
             now = time.monotonic()
@@ -1066,6 +1077,9 @@ class _Uploader:
         # CLOSING: whoever found the lock held had filed its entry before; this sees it.
         accept.close()
         snapshot = self._sendable(self.outbox.names())
+        pause = next_request - time.monotonic()
+        if snapshot and pause > 0 and not self._backlog(snapshot):
+            time.sleep(pause)  # paced like the rest: a trickle's last events join one request
         while snapshot and not self.stopped:
             wait = self.send_round(snapshot)
             if wait is not None:
