@@ -455,20 +455,13 @@ class Outbox:
             destination = (posthog_host(), posthog_api_key())
         entry = {"host": destination[0], "api_key": destination[1], "message": message}
         data = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
-        token = message["uuid"].replace("-", "")
-        return self.file(data, token=token, durable=durable, alias=message["event"] == ALIAS)
-
-    def file(
-        self, data: bytes, *, token: str = "", durable: bool = False, alias: bool = False
-    ) -> str:
-        """File one entry's bytes as given (an entry that holds no message is dropped later)."""
+        token = message["uuid"].replace("-", "")[:32]
+        if not token or token.strip("0123456789abcdef"):
+            token = os.urandom(8).hex()
+        mark = _ALIAS_MARK if message["event"] == ALIAS else ""
         self.prepare()
         try:
             seq = self._next_seq()
-            token = token[:32]
-            if not token or token.strip("0123456789abcdef"):
-                token = os.urandom(8).hex()
-            mark = _ALIAS_MARK if alias else ""
             name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
             _write_new(self._path(name), data, durable=durable)
         except OSError:
