@@ -260,14 +260,21 @@ def _try_lock(fd: int, kind: str) -> bool:
     return True
 
 
-def _unlock_msvcrt(fd: int) -> None:
+def _unlock(fd: int) -> None:
+    """Release the lock held through `fd`, if any (closing does it too, but only once
+    every copy of the descriptor is closed, and on Windows only eventually)."""
     try:
-        import msvcrt
+        if sys.platform == "win32":
+            import msvcrt
 
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+        elif _has_fcntl():
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
     except (OSError, ImportError):
-        pass  # not locked by us: nothing to release
+        pass  # not locked through it: nothing to release
 
 
 # -- descriptors of ours, reset after fork() -------------------------------------------------
@@ -279,18 +286,26 @@ _OPEN: set[int] = set()
 class _Fd:
     """A descriptor of ours: closed once, only by the process that opened it."""
 
-    __slots__ = ("fd", "pid")
+    __slots__ = ("fd", "locked", "pid")
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.pid = fd, os.getpid()
+    def __init__(self, fd: int, *, locked: bool = False) -> None:
+        self.fd, self.pid, self.locked = fd, os.getpid(), locked
         _OPEN.add(fd)
 
-    def close(self) -> None:
+    def lock(self, kind: str) -> bool:
+        """Take the exclusive lock without waiting; False when another holds it."""
+        self.locked = _try_lock(self.fd, kind)
+        return self.locked
+
+    def close(self, *, keep_lock: bool = False) -> None:
+        """Close it, releasing any lock held through it first: a copy of the descriptor
+        that a fork() slipped to a child (between open and registration) must not keep
+        the lock. `keep_lock`: the lock was handed to a child, which holds it now."""
         fd, self.fd = self.fd, -1
         if fd >= 0 and self.pid == os.getpid():
             _OPEN.discard(fd)
-            if sys.platform == "win32":  # released at once, not when Windows gets to it
-                _unlock_msvcrt(fd)
+            if self.locked and not keep_lock:
+                _unlock(fd)
             try:  # noqa: SIM105 - no contextlib on the capture path
                 os.close(fd)
             except OSError:
@@ -532,12 +547,15 @@ class Outbox:
             return False
         bridged = False
         try:
-            if not _try_lock(lock.fd, self.lock_kind):
+            if not lock.lock(self.lock_kind):
                 return False  # a sender accepts: it looks after releasing the lock
             if self.blocking_backoff(destination, timings) > 0:
                 return False  # what waits goes after the back-off, with a later command
             if self.hands_lock:
-                return start_sender(lock.fd)
+                bridged = start_sender(lock.fd)  # the child holds it now: no unlock
+                if bridged:
+                    lock.close(keep_lock=True)
+                return bridged
             if self._held(_HANDOVER):
                 return False  # a sender waits to take the lock: it will see our entry
             if not start_sender(None):
@@ -565,7 +583,7 @@ class Outbox:
         """Whether another holds lock `name` (asked without keeping it)."""
         probe = _Fd(self._open_own(name, os.O_RDWR))
         try:
-            return not _try_lock(probe.fd, self.lock_kind)
+            return not probe.lock(self.lock_kind)
         finally:
             probe.close()
 
@@ -942,7 +960,7 @@ class Outbox:
     def _lock(self, name: str, until: float | None, poll: float) -> _Fd | None:
         """Hold lock `name` (waiting until monotonic `until`, or not at all); None if not had."""
         fd = _Fd(self._open_own(name, os.O_RDWR))
-        while not _try_lock(fd.fd, self.lock_kind):
+        while not fd.lock(self.lock_kind):
             if until is None or time.monotonic() >= until:
                 fd.close()
                 return None
@@ -990,7 +1008,7 @@ def run_sender(
     deadline = started + timings.life - timings.exit_margin
     outbox.prepare()
     if accept_fd is not None:
-        accept = _Fd(accept_fd)
+        accept = _Fd(accept_fd, locked=True)
     elif not take_accept:
         held = outbox._lock(_ACCEPT, None, timings.poll)
         if held is None:
@@ -1061,6 +1079,7 @@ class _Uploader:
                 wait = self.send_round(waiting)
                 if wait is None:
                     next_request = now + t.interval
+                    idle_since = time.monotonic()  # the linger counts from after the request
                     waiting = self._sendable(self.outbox.names())
                     continue
                 if wait > self.deadline - t.min_request - now:
