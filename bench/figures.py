@@ -600,11 +600,182 @@ OUTAGE = Table(
     ],
 )
 
-TABLES = {"commands": CLI, "senders": SENDERS, "server": SERVER, "outage": OUTAGE}
+# -- busy servers: many processes x threads, a pre-fork server ------------------------------
+
+
+def _busy_runs(s: Samples, side: str, scenario: str, key: str) -> list[dict[str, Any]]:
+    return list(s.get(scenario, side).get(key, []))
+
+
+def _busy_delivered(scenario: str, key: str) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        if not runs:
+            return None
+        # Exactly once: a duplicate counts as a miss.
+        worst = min((r["delivered"] if r["duplicates"] == 0 else -1) / r["events"] for r in runs)
+        shown = ", ".join(
+            f"{r['delivered']}/{r['events']}"
+            + (f" ({r['duplicates']} dup)" if r["duplicates"] else "")
+            for r in runs
+        )
+        return worst, shown
+
+    return compute
+
+
+def _busy_cpu(scenario: str, key: str) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        base = [r["cpu"] for r in _busy_runs(s, "baseline", scenario, key)]
+        if not runs or not base:
+            return None
+        values = [r["cpu"] - med(base) for r in runs]
+        return med(values), spread(values, cpu)
+
+    return compute
+
+
+def _busy_call(scenario: str, key: str, q: float) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        calls = [c for r in _busy_runs(s, side, scenario, key) for c in r["call_ms"]]
+        if not calls:
+            return None
+        value = quantile(calls, q)
+        return value, ms(value)
+
+    return compute
+
+
+def _busy_rate(scenario: str, key: str) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        if not runs:
+            return None
+        rates = [(r["events"] - 1) / r["traffic_s"] for r in runs if r["traffic_s"] > 0]
+        return (med(rates), spread(rates, per_s)) if rates else None
+
+    return compute
+
+
+def _busy_settled(scenario: str, key: str) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        if not runs:
+            return None
+        values = [r["settled_s"] for r in runs]
+        senders = ", ".join(str(r["processes"]) for r in runs)
+        requests = ", ".join(str(r["requests"]) for r in runs)
+        return max(values), f"{spread(values, secs2)} ({senders} senders; {requests} requests)"
+
+    return compute
+
+
+def _busy_hung(scenario: str, key: str) -> Compute:
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        if not runs:
+            return None
+        hung = [r["hung"] for r in runs]
+        return max(hung), ", ".join(str(h) for h in hung)
+
+    return compute
+
+
+BUSY = Table(
+    "Busy servers: tool calls as fast as they go (median [min-max] of runs)",
+    [("ours", "ours: arcade_usage.ServerTracker"), ("posthog", "posthog-python's client")],
+    [
+        Figure(
+            "4 processes x 8 threads x 500 calls: events delivered exactly once (worst run)",
+            _busy_delivered("busy", "processes"),
+            Target(1.0, pct, op=">="),
+        ),
+        Figure(
+            "  same, from the last call to every process gone, senders included (informational)",
+            _busy_settled("busy", "processes"),
+        ),
+        Figure(
+            "  same, CPU of every process, minus the driver tracking nothing (informational)",
+            _busy_cpu("busy", "processes"),
+        ),
+        Figure(
+            "  same, caller's thread per call, p99 (informational)",
+            _busy_call("busy", "processes", 0.99),
+        ),
+        Figure(
+            "  same, calls per second, all processes together (informational)",
+            _busy_rate("busy", "processes"),
+        ),
+        Figure(
+            "1 process x 8 threads x 1,000 calls: caller's thread per call, p99",
+            _busy_call("busy", "threads", 0.99),
+            Target(2.0, ms, relative_to="posthog"),
+        ),
+        Figure(
+            "  same, p50 (informational)",
+            _busy_call("busy", "threads", 0.50),
+        ),
+        Figure(
+            "  same, CPU of every process, minus the driver tracking nothing",
+            _busy_cpu("busy", "threads"),
+            Target(1.5, cpu, relative_to="posthog"),
+        ),
+        Figure(
+            "  same, events delivered exactly once (worst run)",
+            _busy_delivered("busy", "threads"),
+            Target(1.0, pct, op=">="),
+        ),
+        Figure(
+            "  same, calls per second (informational)",
+            _busy_rate("busy", "threads"),
+        ),
+    ],
+)
+
+PREFORK = Table(
+    "A pre-fork server: master 8 threads x 250 calls while it forks 4 workers of 8 x 250",
+    [("ours", "ours: arcade_usage.ServerTracker"), ("posthog", "posthog-python's client")],
+    [
+        Figure(
+            "workers hung (killed after 30 s), each run",
+            _busy_hung("prefork", "runs"),
+            Target(0, count),
+        ),
+        Figure(
+            "events delivered exactly once (worst run)",
+            _busy_delivered("prefork", "runs"),
+            Target(1.0, pct, op=">="),
+        ),
+        Figure(
+            "from the last call to every process gone, senders included (informational)",
+            _busy_settled("prefork", "runs"),
+        ),
+        Figure(
+            "CPU of every process, minus the driver tracking nothing (informational)",
+            _busy_cpu("prefork", "runs"),
+        ),
+        Figure(
+            "caller's thread per call, p99 (informational)",
+            _busy_call("prefork", "runs", 0.99),
+        ),
+    ],
+)
+
+TABLES = {
+    "commands": CLI,
+    "senders": SENDERS,
+    "server": SERVER,
+    "outage": OUTAGE,
+    "busy": BUSY,
+    "prefork": PREFORK,
+}
 # Which scenarios feed each table (a table is shown when any of them ran).
 SOURCES = {
     "commands": ("commands", "hanging", "burst"),
     "senders": ("senders",),
     "server": ("server",),
     "outage": ("outage",),
+    "busy": ("busy",),
+    "prefork": ("prefork",),
 }

@@ -38,7 +38,7 @@ from _sides import (
     installed_version,
 )
 from report import RESULTS_DIR, render
-from scenarios import burst, commands, hanging, outage, senders, server
+from scenarios import burst, busy, commands, hanging, outage, prefork, senders, server
 
 Scenario = Callable[[Lab, list[Side]], dict[str, dict[str, Any]]]
 
@@ -53,6 +53,14 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "senders": ("senders alone: 1 and 50 events from one process", senders.measure),
     "server": ("MCP server: start + 300 tool calls at 150/s, exit and SIGKILL", server.measure),
     "outage": ("PostHog outage vs a good day; 429 with Retry-After", outage.measure),
+    "busy": (
+        "busy servers: 4 processes x 8 threads x 500 calls; 1 x 8 x 1,000; beside posthog's",
+        busy.measure,
+    ),
+    "prefork": (
+        "a pre-fork server: master and 4 workers tracking, beside posthog's",
+        prefork.measure,
+    ),
 }
 
 
