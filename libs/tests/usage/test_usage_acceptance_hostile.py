@@ -18,7 +18,7 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -227,6 +227,42 @@ def test_an_outbox_closed_then_mended_delivers_again(
         mend()
     assert report["senders"] <= MAX_SENDERS, report
     assert _track(posthog, work_dir, "mended") <= MAX_SENDERS
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str) -> Iterator[None]:
+    """A tmpfs of `size` mounted on `path` for the block (root only: skipped elsewhere)."""
+    options = f"size={size},mode=0700,uid={os.getuid()},gid={os.getgid()}"
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_an_outbox_on_a_full_disk_starts_few_senders_and_delivers_once_there_is_room(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    """The outbox on a full disk: a server's calls start no sender per call; once there is
+    room again (the user deleted a large file), delivery resumes."""
+    _track(posthog, work_dir, "before")  # the outbox exists, as after a first run
+    outbox = arcade_dir / "usage_outbox"
+    with _small_disk(outbox, "256k"):
+        filler = outbox / "a large file of the user's"
+        with open(filler, "wb", buffering=0) as file, contextlib.suppress(OSError):
+            while file.write(b"x" * 4096):  # until the disk is full
+                pass
+        report = server_process.run("paced", EVENTS, 0.02, "full")
+        wait_until(lambda: not sender_pids(work_dir), timeout=12)
+        assert report["senders"] <= MAX_SENDERS, report
+        filler.unlink()
+        assert _track(posthog, work_dir, "room") <= MAX_SENDERS
 
 
 # -- Retry-After beyond reason -------------------------------------------------------------
