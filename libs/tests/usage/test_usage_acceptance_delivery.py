@@ -68,7 +68,7 @@ def test_the_last_command_during_a_short_back_off_arrives_without_a_later_comman
     """
     posthog.rate_limit(1, retry_after, status=503)
     track_command("first")
-    wait_until(lambda: 503 in posthog.statuses(), timeout=10)
+    wait_until(lambda: 503 in posthog.statuses(), timeout=30)
     ended = track_command("last")  # during the back-off
 
     arrived_by(posthog, {"first", "last"}, ended, 10)
@@ -86,7 +86,7 @@ def test_after_an_uploader_is_killed_mid_request_the_next_command_arrives(
     """
     posthog.mode = "hang"
     track_command("first")
-    wait_until(lambda: posthog.in_flight >= 1, timeout=10)
+    wait_until(lambda: posthog.in_flight >= 1, timeout=30)
     senders = wait_until(lambda: sender_pids(work_dir), timeout=5)
     for pid in senders:
         os.kill(pid, signal.SIGKILL)

@@ -82,7 +82,7 @@ def _listed_while_delivering(
             driver.kill()
             driver.communicate()
     assert driver.returncode == 0, err
-    wait_until(lambda: len(posthog.events()) >= before + EVENTS, timeout=20)
+    wait_until(lambda: len(posthog.events()) >= before + EVENTS, timeout=30)
     return seen
 
 
@@ -280,7 +280,7 @@ def test_an_absurd_retry_after_loses_nothing(
     """
     posthog.rate_limit(1, retry_after)
     track_command("first")
-    wait_until(lambda: 429 in posthog.statuses(), timeout=10)
+    wait_until(lambda: 429 in posthog.statuses(), timeout=30)
     wait_until(lambda: not sender_pids(work_dir), timeout=12)
     track_command("second")
     wait_until(lambda: not sender_pids(work_dir), timeout=12)
