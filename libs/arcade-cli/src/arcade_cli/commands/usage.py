@@ -1,4 +1,4 @@
-"""`arcade usage status|enable|disable`."""
+"""`arcade usage status|log|enable|disable`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from arcade_cli._tracking import tracker
 from arcade_cli.exceptions import ArcadeCliError, describe_os_error
 from arcade_identity import IdentityUnavailableError
-from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state
+from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state, usage_log
 
 app = typer.Typer(help="See and control the usage data arcade sends.", no_args_is_help=True)
 
@@ -114,6 +114,59 @@ def _cannot_look_in(outbox_dir: str) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+@app.command()
+def log(
+    count: Annotated[
+        int | None,
+        typer.Option("-n", metavar="N", min=1, help="Show only the N newest events."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per event, for scripts.")
+    ] = False,
+) -> None:
+    """Show the events sent in the last 7 days and those waiting, newest first."""
+    # By the time each event carries (the one shown), whichever order they were sent in.
+    entries = sorted(usage_log(), key=lambda e: _when(e.get("timestamp"), exact=True), reverse=True)
+    entries = entries[:count]
+    if as_json:
+        import json
+
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    if not entries:
+        enabled, reason = tracking_state()
+        typer.echo(
+            "No events sent or waiting." + ("" if enabled else f" Tracking is off ({reason}).")
+        )
+        return
+    import json
+
+    for entry in entries:
+        state = "sent   " if entry.get("sent") else "waiting"
+        typer.echo(
+            f"{_when(entry.get('timestamp'))}  {state}  {entry.get('event')}"
+            f"  as {entry.get('distinct_id')}"
+        )
+        typer.echo(f"    {json.dumps(entry.get('properties', {}), ensure_ascii=False)}")
+
+
+def _when(timestamp: object, *, exact: bool = False) -> str:
+    """`2026-12-02 07:12:45 UTC` for the ISO time an event carries; as it is if not one.
+
+    `exact` keeps the microseconds, in a form that sorts as the times do.
+    """
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return str(timestamp)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC" if exact else "%Y-%m-%d %H:%M:%S UTC")
 
 
 @app.command()

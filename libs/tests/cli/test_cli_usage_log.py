@@ -1,0 +1,96 @@
+"""`arcade usage log`: what was sent and what waits, as PostHog got it (or will)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from arcade_usage import ServerTracker
+from helpers import run_arcade, sender_pids, wait_until
+from servers import FakePostHog
+
+if TYPE_CHECKING:
+    from cli.accounts import Account
+
+pytestmark = pytest.mark.timeout(90)
+
+UNTRACKED = {"ARCADE_USAGE_TRACKING": "0"}  # so that reading the log adds nothing to it
+SDK_PROPERTIES = {"$lib", "$lib_version"}  # what posthog's client adds as it posts
+
+
+def _log(*args: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    result = run_arcade("usage", "log", "--json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_log_shows_every_event_as_posthog_got_it_newest_first(
+    posthog: FakePostHog, account_a: Account, work_dir: Path, first_run: str
+) -> None:
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    for args in (["usage", "status"], ["whoami"], ["usage", "status", "--json"]):
+        assert run_arcade(*args).returncode == 0
+    server = ServerTracker(server_version="1.2.3")
+    server.track_server_start(transport="stdio", tool_count=2)
+    server.track_tool_call(success=True)
+    # first run, alias, login, three commands, the server's two
+    wait_until(lambda: len(posthog.events()) == 8)
+    wait_until(lambda: not sender_pids(work_dir))
+
+    logged = _log(env=UNTRACKED)
+    got = {e["uuid"]: e for e in posthog.events()}
+    assert [e["uuid"] for e in logged if e["uuid"] not in got] == []
+    # Every event; not (yet) the alias that `login` delivers itself, outside the outbox.
+    missing = [e["event"] for u, e in got.items() if u not in {x["uuid"] for x in logged}]
+    assert missing in ([], ["$create_alias"])
+    for entry in logged:
+        sent = got[entry["uuid"]]
+        assert entry["sent"] is True
+        for key in ("event", "distinct_id", "timestamp"):
+            assert entry[key] == sent[key], key
+        added = {k: v for k, v in sent["properties"].items() if k not in entry["properties"]}
+        assert set(added) <= SDK_PROPERTIES, added
+        assert {k: sent["properties"][k] for k in entry["properties"]} == entry["properties"]
+    assert [e["timestamp"] for e in logged] == sorted(
+        (e["timestamp"] for e in logged), reverse=True
+    )
+    names = [e["properties"].get("command_name") for e in logged if e["event"].startswith("CLI")]
+    assert names == ["usage.status", "whoami", "usage.status", "login", "usage.status"]
+    assert [e["event"] for e in logged if e["event"].startswith("MCP")] == [
+        "MCP tool called",
+        "MCP server started",
+    ]
+    assert _log("-n", "2", env=UNTRACKED) == logged[:2]
+
+
+def test_the_log_shows_what_waits_and_reads_as_a_screen(work_dir: Path) -> None:
+    # PostHog is unreachable: the command's event waits in the outbox.
+    assert run_arcade("whoami").returncode == 1
+    wait_until(lambda: not sender_pids(work_dir))
+    shown = run_arcade("usage", "log", env=UNTRACKED)
+    assert shown.returncode == 0, shown.stderr
+    first, properties = shown.stdout.splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  waiting  CLI execution failed  as [0-9a-f-]{36}",
+        first,
+    ), first
+    assert json.loads(properties)["error_message"] == "not logged in. Run `arcade login`."
+    assert properties.startswith("    {")
+    [entry] = _log(env=UNTRACKED)
+    assert entry["sent"] is False
+
+
+def test_after_disable_the_log_is_empty_and_says_why(posthog: FakePostHog, first_run: str) -> None:
+    assert _log()
+    assert run_arcade("usage", "disable").returncode == 0
+    assert run_arcade("whoami").returncode == 1  # not recorded: tracking is off
+    assert _log() == []
+    shown = run_arcade("usage", "log")
+    assert (shown.returncode, shown.stderr) == (0, "")
+    assert shown.stdout == (
+        "No events sent or waiting. Tracking is off (disabled with `arcade usage disable`).\n"
+    )
