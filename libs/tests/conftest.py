@@ -6,6 +6,7 @@ And the suite's own bookkeeping: the `versions` subset (VERSIONS_MODULES), the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from arcade_usage import CI_VARIABLES
-from helpers import INCONCLUSIVE, check_rounds_setting
+from helpers import INCONCLUSIVE, check_rounds_setting, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 TESTS = Path(__file__).resolve().parent
+QUICK_LINGER = "linger=0.2"
 
 VERSIONS_MODULES = (
     # What changes from one Python (or one dependency's release) to the next:
@@ -54,6 +56,10 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("ARCADE_WORK_DIR", str(home / ".arcade"))
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", DEAD_URL)
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_API_KEY", "phc_test")
+    # A sender leaves 0.2 s after the last event it saw, not 1 s: a test that waits for
+    # its senders does not pay the production linger. Nothing else changes; the
+    # production timings and their relations are test_usage_protocol's to prove.
+    monkeypatch.setenv("ARCADE_USAGE_TIMINGS", QUICK_LINGER)
     monkeypatch.setenv("ARCADE_CLOUD_URL", DEAD_URL)
     # A second fence: anything that would still go elsewhere meets a dead loopback
     # proxy (requests and httpx both honour these), while loopback stays direct.
@@ -77,13 +83,21 @@ def arcade_dir(work_dir: Path) -> Path:
 
 
 @pytest.fixture
-def posthog(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePostHog]:
+def posthog(monkeypatch: pytest.MonkeyPatch, work_dir: Path) -> Iterator[FakePostHog]:
     server = FakePostHog()
     server.start()
     monkeypatch.setenv("ARCADE_USAGE_POSTHOG_HOST", server.url)
     try:
         yield server
     finally:
+        # The test has asserted what it saw. PostHog now takes everything and stays up
+        # until the test's senders are done, so that none is left waiting out a back-off
+        # that a server stopped under it caused (`senders_finish` then finds them gone).
+        server.mode = "ok"
+        server.rate_limit(0, None)
+        server.release.set()
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not sender_pids(work_dir), timeout=12)
         server.stop()
 
 

@@ -37,17 +37,6 @@ def _children(*, exited: bool) -> list[int]:
     return found
 
 
-QUICK_LINGER = "linger=0.2"
-"""A sender leaves 0.2 s after the last event it saw, not 1 s: a test that waits for its
-senders to finish does not pay the production linger. Nothing else changes (the
-production relations are held by test_usage_protocol's timing tests)."""
-
-
-@pytest.fixture(autouse=True)
-def quick_linger(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ARCADE_USAGE_TIMINGS", QUICK_LINGER)
-
-
 @pytest.fixture(autouse=True)
 def senders_finish(work_dir: Path) -> Iterator[None]:
     """After each test: every sender working for this test has exited, and ours are reaped.
