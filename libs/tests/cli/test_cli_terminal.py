@@ -8,7 +8,6 @@ its own width: what `getpass` and the terminal-size query need, and what a user'
 from __future__ import annotations
 
 import concurrent.futures
-import fcntl
 import json
 import os
 import select
@@ -16,7 +15,6 @@ import signal
 import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,10 @@ from arcade_usage._consent import notice_text
 from cli.live_arcade import LiveArcade
 from helpers import ARCADE, run_arcade, wait_until
 from servers import FakeCloud, FakePostHog
+
+# A terminal (a pty, its modes and window size) is a Unix thing: elsewhere, nothing here runs.
+fcntl = pytest.importorskip("fcntl")
+termios = pytest.importorskip("termios")
 
 if TYPE_CHECKING:
     from cli.accounts import Account

@@ -975,11 +975,19 @@ def usage_log(work_dir: str | os.PathLike[str] | None = None) -> list[dict[str, 
     `timestamp`, `uuid`, `properties`), plus `sent` (bool). Empty when tracking was
     never on, after `arcade usage disable`, or when the outbox cannot be read.
     """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from arcade_usage._posthog import with_library
+
     try:
         outbox = Outbox(work_dir)
     except OSError:
         return []
-    return [{**message, "sent": sent} for sent, message in outbox.log()]
+    try:
+        sdk = version("posthog")  # what the sender adds as it posts, without importing it
+    except PackageNotFoundError:
+        sdk = "unknown"
+    return [{**with_library(message, sdk), "sent": sent} for sent, message in outbox.log()]
 
 
 # -- the sender's side ---------------------------------------------------------------------

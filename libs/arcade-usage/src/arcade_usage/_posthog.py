@@ -43,7 +43,7 @@ def post_batch(
     from posthog import request as posthog_request
     from posthog.version import VERSION
 
-    batch = [_with_library(m, VERSION) for m in messages]
+    batch = [with_library(m, VERSION) for m in messages]
     try:
         response = posthog_request.post(
             api_key, host, "/batch/", True, timeout, batch=batch, **_no_retries(posthog_request)
@@ -83,7 +83,8 @@ def _no_retries(posthog_request: Any) -> dict[str, Any]:
     return {"session": session} if takes_session else {}
 
 
-def _with_library(message: Message, version: str) -> dict[str, Any]:
+def with_library(message: Message, version: str) -> dict[str, Any]:
+    """`message` as posthog's client posts it: with `$lib` and `$lib_version` (`version`)."""
     properties = {"$lib": "posthog-python", "$lib_version": version, **message["properties"]}
     return {**message, "properties": properties}
 
