@@ -23,6 +23,8 @@ def _children(*, exited: bool) -> list[int]:
     A sender started by an in-process `capture` is a live child from the moment it is
     forked, even before its command line shows up in /proc.
     """
+    if not os.path.isdir("/proc"):
+        return []  # elsewhere an exited child waits for the test process's own end
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
