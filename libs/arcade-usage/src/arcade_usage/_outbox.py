@@ -312,7 +312,12 @@ class _Fd:
                 pass
 
     def __del__(self) -> None:
-        self.close()
+        # At interpreter exit our globals may be gone (None): the kernel closes the
+        # descriptor and releases its lock anyway, so nothing is printed about it.
+        try:  # noqa: SIM105 - no contextlib on the capture path
+            self.close()
+        except Exception:
+            pass
 
 
 class _Place:
