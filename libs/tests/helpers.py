@@ -187,6 +187,15 @@ def sender_pids(work_dir: Path) -> list[int]:
     return pids
 
 
+def _cpu_pressure() -> float:
+    """Seconds in which some task of this machine waited for a CPU (Linux's PSI), or 0."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+    except OSError:
+        return 0.0
+    return int(some.rsplit("total=", 1)[1]) / 1e6
+
+
 def _run_delay() -> float:
     """Seconds this thread has spent runnable but waiting for a CPU (Linux's schedstat)."""
     try:
@@ -228,15 +237,18 @@ class Stopwatch:
     def __init__(self) -> None:
         self.elapsed = 0.0
         self.starved = 0.0
+        self.contended = 0.0
 
     def __enter__(self) -> Stopwatch:
         self._started = time.monotonic()
         self._delay = _run_delay()
+        self._pressure = _cpu_pressure()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self._started
         self.starved = _run_delay() - self._delay
+        self.contended = _cpu_pressure() - self._pressure
 
     @property
     def own(self) -> float:
@@ -257,6 +269,17 @@ class Stopwatch:
 
     def __repr__(self) -> str:
         return f"{self.elapsed:.2f} s, {self.starved:.2f} s of it waiting for a CPU"
+
+
+def starved(watch: Stopwatch) -> str | None:
+    """Why the block `watch` timed may have been starved of CPU (another thread of it, such
+    as a lookup's, as well as this one), or None: an overloaded machine, or some task
+    waiting for a CPU during half the block or more."""
+    if why := overloaded():
+        return why
+    if watch.contended >= watch.elapsed / 2 > 0:
+        return f"{watch.contended:.1f} s of {watch.elapsed:.1f} s with tasks waiting for a CPU"
+    return None
 
 
 def _senders_without_proc() -> list[int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from arcade_identity import LookupNotSentError, UsageIdentity, lookup_principal, read_credentials
+from helpers import Stopwatch, inconclusive, starved
 from servers import FakeCloud
 
 TWO_CONTEXTS = """\
@@ -117,6 +118,7 @@ def test_a_lookup_out_of_time_before_it_was_sent_is_not_remembered(
     assert cloud.validations == 1
 
 
+@pytest.mark.may_be_inconclusive
 def test_a_lookup_cloud_did_not_answer_is_remembered(arcade_dir: Path, cloud: FakeCloud) -> None:
     cloud.add_account("key-work", "prn_w", "w@x.io")
     cloud.mode = "hang"
@@ -125,9 +127,13 @@ def test_a_lookup_cloud_did_not_answer_is_remembered(arcade_dir: Path, cloud: Fa
     import httpx  # loaded already, as in a process that has made a request before
 
     assert httpx is not None
-    assert UsageIdentity(lookup_timeout=1.5).get_principal_id() is None
+    with Stopwatch() as watch:
+        assert UsageIdentity(lookup_timeout=1.5).get_principal_id() is None
 
     assert cloud.validations == 1
+    if not (arcade_dir / "principal_lookup.json").exists() and (why := starved(watch)):
+        # The request went out with less than half the budget left: not Cloud's failure.
+        inconclusive(f"the lookup's request went out too late to be answered, at {why}")
     assert (arcade_dir / "principal_lookup.json").exists()
 
 

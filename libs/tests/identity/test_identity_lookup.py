@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arcade_identity import Credentials, UsageIdentity, save_credentials
-from helpers import Stopwatch, inconclusive, overloaded
+from helpers import Stopwatch, inconclusive, overloaded, starved
 from identity._helpers import RunPython
 from servers import FakeCloud
 
@@ -105,6 +106,7 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     refusing_port: socket.socket,
     monkeypatch: pytest.MonkeyPatch,
     run_python: RunPython,
+    work_dir: Path,
     failure: str,
 ) -> None:
     cloud.add_account("key-a", "prn_a", "a@example.com")
@@ -130,6 +132,9 @@ def test_failed_lookup_is_not_repeated_for_five_minutes(
     if failure != "refused" and asked == 0 and (why := overloaded()):
         inconclusive(f"the lookup gave up before its request was made, at {why}")
     assert asked == (0 if failure == "refused" else 1)
+    if not (work_dir / "principal_lookup.json").exists() and (why := starved(watch)):
+        # The request went out with less than a second left: not Cloud's failure, by design.
+        inconclusive(f"the lookup's request went out too late to be answered, at {why}")
     if failure == "refused":
         refusing_port.listen(4)  # from now on, a connection attempt would be accepted
 

@@ -29,7 +29,7 @@ from identity._helpers import LOOKUP_TIMEOUT, lines, worker_pool
 from servers import FakeCloud
 
 PROCESSES = 12
-ROUNDS = rounds(2)  # ARCADE_TEST_ROUNDS sets it for the whole suite
+ROUNDS = rounds(1)  # ARCADE_TEST_ROUNDS sets it for the whole suite
 
 # Figures of every race round, printed at the end of each test (`pytest -s` shows them).
 Tally = dict[str, int]

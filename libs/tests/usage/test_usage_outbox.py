@@ -412,6 +412,7 @@ def test_a_short_back_off_is_waited_out_by_the_sender_that_met_it(
     assert Outbox(work_dir).backoff_remaining() == 0
 
 
+@pytest.mark.usefixtures("production_timings")  # the back-off's steps: 2 s, 4 s, 8 s
 @pytest.mark.parametrize("outage", ["503", "refused"])
 def test_during_an_outage_a_command_files_its_event_and_starts_no_sender(
     posthog: FakePostHog,

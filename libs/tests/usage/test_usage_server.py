@@ -86,7 +86,7 @@ def identity_made(work_dir: Path) -> None:
 # -- bursts ------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("identity_made")
+@pytest.mark.usefixtures("identity_made", "production_timings")  # pacing: 1 request/s
 @pytest.mark.parametrize(
     ("calls", "threads", "pause"),
     [(500, 1, 0.0), (500, 8, 0.0), (300, 1, 1 / 150)],
@@ -111,7 +111,7 @@ def test_a_burst_is_delivered_once_by_few_senders_and_requests(
     assert Outbox(work_dir).count() == 0
 
 
-@pytest.mark.usefixtures("identity_made")
+@pytest.mark.usefixtures("identity_made", "production_timings")  # pacing: 1 request/s
 @pytest.mark.parametrize(("threads", "calls"), [(1, 700), (8, 704)])
 def test_traffic_outliving_an_uploader_starts_one_sender_at_a_time(
     posthog: FakePostHog, work_dir: Path, threads: int, calls: int
