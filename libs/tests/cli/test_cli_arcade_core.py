@@ -135,11 +135,18 @@ def test_arcade_context_picks_the_account_for_one_process(
     )
 
     status()
-    status(env={"ARCADE_CONTEXT": "home"})
-
-    wait_until(lambda: len(posthog.command_events()) == 2)
-    work, home = posthog.command_events()
+    wait_until(posthog.command_events)
+    # A command whose lookup runs out of its 2 s budget (a starved machine) is anonymous,
+    # by design; the next one asks again. None is ever the other context's account.
+    for tries in range(1, 4):
+        status(env={"ARCADE_CONTEXT": "home"})
+        wait_until(lambda n=1 + tries: len(posthog.command_events()) == n)
+        if posthog.command_events()[-1]["distinct_id"] == "acc_home":
+            break
+    work, *homes = posthog.command_events()
+    home = homes[-1]
     assert (work["distinct_id"], home["distinct_id"]) == ("acc_work", "acc_home")
+    assert all(h["distinct_id"] != "acc_work" for h in homes)
     assert home["properties"]["org_id"] == "org_acc_home"
     assert not posthog.same_person("acc_work", "acc_home")
     # The file still says "work": the choice held for that one process.
