@@ -17,7 +17,7 @@ from servers import FakeCloud, FakePostHog
 def senders_finish(work_dir: Path) -> Iterator[None]:
     """After each test, every sender an `arcade` run started for it has exited.
 
-    Each hard-exits within 10 s, so the wait is bounded; a test that leaves one
+    Each hard-exits at the end of its life, so the wait is bounded; a test that leaves one
     running would hand its events, or its lock, to the next test's fakes.
     """
     yield

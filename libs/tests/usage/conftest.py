@@ -45,7 +45,7 @@ def senders_finish(work_dir: Path) -> Iterator[None]:
 
     Senders started in-process by `UsageService.capture` are children of the test
     process; senders started by a `arcade` subprocess belong to init. Either way no
-    sender outlives its test (it hard-exits after 10 s, so the wait is bounded).
+    sender outlives its test (it hard-exits at the end of its life, so the wait is bounded).
     """
     yield
     try:

@@ -56,6 +56,7 @@ def delivered_once(posthog: FakePostHog, work_dir: Path) -> list[dict[str, Any]]
 # -- a short back-off strands nothing ----------------------------------------------------
 
 
+@pytest.mark.usefixtures("production_timings")  # a bound in production's seconds
 @pytest.mark.parametrize("retry_after", ["2", None], ids=["retry-after-2", "no-retry-after"])
 def test_the_last_command_during_a_short_back_off_arrives_without_a_later_command(
     posthog: FakePostHog, work_dir: Path, retry_after: str | None
@@ -76,6 +77,7 @@ def test_the_last_command_during_a_short_back_off_arrives_without_a_later_comman
     assert sorted(command_names(posthog)) == ["first", "last"], events
 
 
+@pytest.mark.usefixtures("production_timings")  # a bound in production's seconds
 def test_after_an_uploader_is_killed_mid_request_the_next_command_arrives(
     posthog: FakePostHog, work_dir: Path
 ) -> None:

@@ -86,6 +86,7 @@ def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
     assert [e["event"] for e in posthog.events()].count(STARTED) == processes
 
 
+@pytest.mark.usefixtures("production_timings")  # a bound in production's seconds
 def test_a_start_survives_a_sigkill_of_its_sender_at_any_instant(
     posthog: FakePostHog, work_dir: Path
 ) -> None:

@@ -63,7 +63,7 @@ def _names(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def _settled(work_dir: Path) -> None:
-    """Every sender of this test has finished (each hard-exits within 10 s)."""
+    """Every sender of this test has finished (each hard-exits at the end of its life)."""
     wait_until(lambda: not sender_pids(work_dir), timeout=12)
 
 

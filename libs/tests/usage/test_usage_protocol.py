@@ -53,6 +53,7 @@ class _Shell:
 # -- nothing stranded ------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("production_timings")  # a bound in production's seconds
 @pytest.mark.parametrize("uploader", ["still there", "gone"])
 def test_the_last_command_during_a_short_back_off_arrives_with_the_backlog(
     posthog: FakePostHog, work_dir: Path, uploader: str
@@ -88,6 +89,7 @@ def test_the_last_command_during_a_short_back_off_arrives_with_the_backlog(
     assert Outbox(work_dir).count() == 0
 
 
+@pytest.mark.usefixtures("production_timings")  # a bound in production's seconds
 def test_after_an_uploader_is_killed_mid_request_the_next_command_arrives_alone(
     posthog: FakePostHog, work_dir: Path
 ) -> None:
