@@ -35,6 +35,7 @@ def _missing(posthog: FakePostHog, expected: set[str]) -> set[str]:
     return expected - reasons
 
 
+@pytest.mark.usefixtures("production_timings")  # the last sender drains it all within its life
 def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
     posthog: FakePostHog, work_dir: Path
 ) -> None:

@@ -313,6 +313,7 @@ def test_the_sender_leaves_the_users_python_configuration_out(
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.usefixtures("production_timings")  # its exit code counts: a starved one needs 10 s
 def test_the_sender_runs_without_typer(posthog: FakePostHog, tmp_path: Path) -> None:
     message = {
         "event": SUCCEEDED,
