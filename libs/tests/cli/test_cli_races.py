@@ -20,7 +20,8 @@ apart and checked for what must hold in it; a test whose every round fell back
 that way showed nothing about the transition, and is skipped as inconclusive
 (counted by conftest.py) rather than passed.
 
-The number of rounds is `ARCADE_TEST_ROUNDS` (helpers.rounds), one by default.
+The number of rounds is `ARCADE_TEST_ROUNDS` (helpers.rounds), one by default; a race
+none of whose rounds made its transition runs up to SPARE_ROUNDS more.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from servers import FakeCloud, FakePostHog
 
 PROCESSES = 12
 ROUNDS = rounds(1)
+SPARE_ROUNDS = 2
+"""Rounds a race adds when none of its ROUNDS made the transition (every lookup ran out
+of its budget on a busy machine), before it calls itself inconclusive."""
 NO_LOOKUP_IN_TIME = (
     "in every round every principal lookup ran out of its 2 s budget (the machine is "
     "too busy for twelve at once), so no transition was made to count"
@@ -176,9 +180,11 @@ def report(name: str, rounds: list[dict[str, int]]) -> None:
 def test_commands_finding_a_hand_written_login_together_alias_once(
     machines: Machines, account_a: Account
 ) -> None:
-    rounds = []
+    rounds: list[dict[str, int]] = []
     principal = account_a.principal
-    for round_no in range(ROUNDS):
+    for round_no in range(ROUNDS + SPARE_ROUNDS):
+        if round_no >= ROUNDS and any(figures["aliases"] for figures in rounds):
+            break
         with machines(f"link-{round_no}") as m:
             m.arcade("usage", "status")  # the machine's anonymous history
             wait_until(lambda: m.events_of("usage.status"))
@@ -294,9 +300,11 @@ def test_a_starved_race_never_leaves_a_hand_written_login_anonymous(
 def test_commands_seeing_an_account_switch_together_rotate_once(
     machines: Machines, account_a: Account, account_b: Account
 ) -> None:
-    rounds = []
+    rounds: list[dict[str, int]] = []
     a, b = account_a.principal, account_b.principal
-    for round_no in range(ROUNDS):
+    for round_no in range(ROUNDS + SPARE_ROUNDS):
+        if round_no >= ROUNDS and any(figures["switched"] for figures in rounds):
+            break
         with machines(f"switch-{round_no}") as m:
             m.arcade("login", "--api-key", account_a.key)
             wait_until(lambda: m.events_of("login"))
@@ -345,7 +353,7 @@ def test_commands_seeing_an_account_switch_together_rotate_once(
         inconclusive(NO_LOOKUP_IN_TIME)
     # Every event is B's or the new anonymous id's: none is sent as A's old
     # anonymous id, which PostHog files under A.
-    assert [figures["as A's anon_id"] for figures in rounds] == [0] * ROUNDS
+    assert [figures["as A's anon_id"] for figures in rounds] == [0] * len(rounds)
 
 
 @pytest.mark.parametrize("obstacle", ["identity lock held", "Arcade Cloud down"])
