@@ -153,17 +153,19 @@ def compile_our_sources() -> None:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: three workers per CPU on an idle machine, one per CPU on a busy one.
+    """`-n auto`: two workers per CPU on an idle machine, one per CPU on a busy one.
 
-    Most tests wait on other processes (a sender's linger, a command's exit) rather than
-    compute, so on an idle machine one worker per CPU leaves them idle much of the time
-    (2 CPUs: about 2 min 20 s with 4 workers, 2 min 10 s with 6). On a machine already
-    busy, more workers only starve the tests that time a budget (the 2 s lookup).
+    Many tests wait on other processes (a sender's linger, a command's exit) rather than
+    compute, so one worker per CPU leaves the CPUs idle part of the time (2 CPUs: 4 min
+    37 s with 2 workers, 2 min 28 s with 4). Three per CPU were no faster (the suite is
+    then bound by CPU) and starved the twelve-process races past their 2 s lookups in
+    most runs; on a machine already busy, more workers only starve the tests that time
+    a budget.
     """
     cpus = os.cpu_count() or 1
     if _busy_cpus() >= cpus / 2:
         return cpus
-    return min(3 * cpus, 32)
+    return min(2 * cpus, 32)
 
 
 def _busy_cpus() -> float:
