@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from arcade_usage import CI_VARIABLES
-from helpers import INCONCLUSIVE, check_rounds_setting, sender_pids, wait_until
+from helpers import INCONCLUSIVE, busy_cpus, check_rounds_setting, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 TESTS = Path(__file__).resolve().parent
@@ -163,27 +163,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     a budget.
     """
     cpus = os.cpu_count() or 1
-    if _busy_cpus() >= cpus / 2:
+    if busy_cpus() >= cpus / 2:
         return cpus
     return min(2 * cpus, 32)
-
-
-def _busy_cpus() -> float:
-    """How many CPUs other processes keep busy now: the runnable tasks besides this one
-    (Linux's /proc/loadavg, the median of five looks over 0.2 s), or else the one-minute
-    load average."""
-    import statistics
-    import time
-
-    looks = []
-    for _ in range(5):
-        try:
-            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
-        except (OSError, IndexError):
-            return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        looks.append(int(running) - 1)
-        time.sleep(0.05)
-    return float(statistics.median(looks))
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

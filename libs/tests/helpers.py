@@ -222,6 +222,23 @@ def overloaded() -> str | None:
     return None
 
 
+def busy_cpus() -> float:
+    """How many CPUs other processes keep busy now: the runnable tasks besides this one
+    (Linux's /proc/loadavg, the median of five looks over 0.2 s), or else the one-minute
+    load average."""
+    import statistics
+
+    looks = []
+    for _ in range(5):
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        looks.append(int(running) - 1)
+        time.sleep(0.05)
+    return float(statistics.median(looks))
+
+
 class Stopwatch:
     """Times a block in this thread: `elapsed` on the wall clock, and `own`, that time less
     what the kernel kept this thread waiting for a CPU (`starved`).

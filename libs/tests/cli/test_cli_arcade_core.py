@@ -91,7 +91,7 @@ def status_until_linked(
     before = len(posthog.command_events())
     for tries in range(1, 4):
         status(env)
-        wait_until(lambda: len(posthog.command_events()) > before + tries - 1)  # noqa: B023
+        wait_until(lambda: len(posthog.command_events()) >= before + tries)  # noqa: B023
         if posthog.command_events()[-1]["distinct_id"] == principal:
             break
     events = posthog.command_events()[before:]
