@@ -20,7 +20,8 @@ import pytest
 
 import server_process
 import tracking_process
-from helpers import sender_pids, wait_until
+from arcade_usage import Outbox
+from helpers import Stopwatch, sender_pids, starved, wait_until
 from server_process import track_command
 from servers import FakePostHog
 
@@ -47,6 +48,7 @@ def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
     """
     processes, threads, calls = 4, 8, 4000
     expected = processes * (calls + 1)
+    watch = Stopwatch().__enter__()  # how much of the run other processes kept the CPUs
     servers = [
         subprocess.Popen(
             [sys.executable, str(tracking_process.__file__), str(calls), str(threads), "0", "exit"],
@@ -73,12 +75,23 @@ def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
 
     try:
         wait_until(lambda: len(set(uuids())) >= expected, timeout=30)
+        print(f"all {expected} delivered {time.monotonic() - last_call:.1f} s after the last call")
     except AssertionError:
-        got = len(set(uuids()))
-        raise AssertionError(
-            f"{got} of {expected} delivered within 30 s of the last call"
-        ) from None
-    print(f"all {expected} delivered {time.monotonic() - last_call:.1f} s after the last call")
+        # A sender's life is 10 s: one starved of CPU (it runs at nice 10) leaves what it
+        # could not post in the outbox, for the next command's sender. Late, never lost.
+        wait_until(lambda: not sender_pids(work_dir), timeout=12)
+        watch.__exit__()
+        got, waiting = len(set(uuids())), Outbox(work_dir).count()
+        assert got + waiting == expected, f"{expected - got - waiting} events lost"
+        why = starved(watch)
+        if not why:
+            raise AssertionError(
+                f"{got} of {expected} delivered within 30 s of the last call"
+            ) from None
+        print(f"{waiting} of {expected} left for the next command ({why})")
+        track_command("after-the-servers")
+        expected += 1
+        wait_until(lambda: len(set(uuids())) >= expected, timeout=30)
     wait_until(lambda: not sender_pids(work_dir), timeout=12)
     delivered = uuids()
     duplicates = len(delivered) - len(set(delivered))
