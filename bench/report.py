@@ -65,6 +65,7 @@ def machine_line(info: dict[str, Any]) -> str:
     return (
         f"source {info['source']}; load average {info['load']}; {info['time']}; "
         f"nproc {info['nproc']}; CPU {info['cpu']}; Python {info['python']}; {info['os']}"
+        + (f"; homes on {info['homes']}" if "homes" in info else "")
     )
 
 

@@ -10,6 +10,7 @@ prints the report (`report.py`). Linux only (child subreaper, /proc).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -73,7 +74,7 @@ def source_name() -> str:
     return _git("describe", "--always", "--dirty") or "unknown"
 
 
-def machine() -> dict[str, Any]:
+def machine(scratch: Path) -> dict[str, Any]:
     model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -91,7 +92,29 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
+        "homes": filesystem(scratch),
     }
+
+
+def filesystem(path: Path) -> str:
+    """The filesystem `path` is on, as /proc/mounts names it, and whether ext4 journals.
+
+    Creating a file costs what the filesystem makes it cost: ext4 without a journal (this
+    project's VMs) will not reuse an inode freed in the last minute and reads the inode
+    table to find one, ~10x the CPU per file of the journaled ext4 every distribution makes.
+    """
+    best = ("", "unknown", "")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, point, kind = line.split()[:3]
+        inside = str(path).startswith(point.rstrip("/") + "/") or str(path) == point
+        if inside and len(point) >= len(best[0]):
+            best = (point, kind, device)
+    point, kind, device = best
+    if kind == "ext4":
+        task = Path("/sys/fs/ext4", Path(device).name, "journal_task")
+        with contextlib.suppress(OSError):
+            kind += " (no journal)" if task.read_text().strip() == "<none>" else " (journaled)"
+    return f"{kind} on {point}"
 
 
 def check_guard(spawner: Spawner, sides: list[Side], guard_log: Path) -> str | None:
@@ -157,6 +180,12 @@ def main() -> int:
         help="build ours from this commit instead of the working tree (git archive)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch homes")
+    parser.add_argument(
+        "--scratch",
+        metavar="DIR",
+        type=Path,
+        help="make the homes under DIR (default: the temp dir); its filesystem is recorded",
+    )
     args = parser.parse_args()
     if sys.platform != "linux":
         print("bench/run.py needs Linux (/proc, PR_SET_CHILD_SUBREAPER)", file=sys.stderr)
@@ -165,8 +194,8 @@ def main() -> int:
     command = " ".join(["uv run python bench/run.py", *sys.argv[1:]])
     become_subreaper()
     started = time.monotonic()
-    at_start = machine()
-    scratch = Path(tempfile.mkdtemp(prefix="arcade-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="arcade-bench-", dir=args.scratch))
+    at_start = machine(scratch)
     guard_log = scratch / "non-loopback.log"
     try:
         print("building wheels and throw-away venvs ...", file=sys.stderr, flush=True)
@@ -189,7 +218,7 @@ def main() -> int:
         results = {
             "format": 1,
             "command": command,
-            "machine": {"start": at_start, "end": machine()},
+            "machine": {"start": at_start, "end": machine(scratch)},
             "elapsed_s": time.monotonic() - started,
             "sides": described,
             "samples": samples,

@@ -324,7 +324,11 @@ class _Place:
     """What this process keeps for one outbox directory, whatever Outbox objects view it."""
 
     def __init__(self) -> None:
-        self.local = _thread._local()  # each thread's own `.seq` descriptor
+        self.local = _thread._local()  # each thread's own `.seq` and accepting-lock descriptors
+        self.parsed: dict[str, tuple[int, int, str] | None] = {}  # entry names last listed
+        self.sizes: dict[str, int] = {}  # entry sizes at the last pruning
+        self.sent: dict[str, tuple[float, int, bool]] = {}  # the sent log's, likewise
+        self.sent_dir = ""  # the sent log's directory, once made and found ours
         self.checked = False
         self.pruning = False
 
@@ -494,7 +498,7 @@ class Outbox:
 
     def _prune_aside(self) -> None:
         try:
-            self.prune()
+            self.prune(sent_log=False)  # only senders add to it, and each prunes it first
         except OSError:
             pass
         finally:
@@ -545,32 +549,45 @@ class Outbox:
         *,
         timings: Timings = PRODUCTION,
     ) -> bool:
-        """Start a sender unless one accepts already or a long back-off holds; see the docstring."""
+        """Start a sender unless one accepts already or a long back-off holds; see the docstring.
+
+        Each thread asks on a descriptor of its own that it keeps while a sender holds
+        the lock (one system call per capture, not four). A lock held on it is held on
+        whatever inode it names, which a sender has not taken its final look from yet;
+        found free, the lock is asked again on a fresh descriptor of the file now there.
+        """
+        local = self._place.local
+        probe: _Fd | None = getattr(local, "accept", None)
+        if probe is not None and probe.fd >= 0 and probe.pid == os.getpid():
+            if not _try_lock(probe.fd, self.lock_kind):
+                return False  # a sender accepts: it looks after releasing the lock
+            _unlock(probe.fd)
         try:
             lock = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
         except OSError:
             return False
-        bridged = False
+        kept = False  # whether `lock` lives on: handed to a sender or a bridge, or probing
         try:
             if not lock.lock(self.lock_kind):
+                local.accept, kept = lock, True  # asked on next time (the old one closes)
                 return False  # a sender accepts: it looks after releasing the lock
             if self.blocking_backoff(destination, timings) > 0:
                 return False  # what waits goes after the back-off, with a later command
             if self.hands_lock:
-                bridged = start_sender(lock.fd)  # the child holds it now: no unlock
-                if bridged:
+                kept = start_sender(lock.fd)  # the child holds it now: no unlock
+                if kept:
                     lock.close(keep_lock=True)
-                return bridged
+                return kept
             if self._held(_HANDOVER):
                 return False  # a sender waits to take the lock: it will see our entry
             if not start_sender(None):
                 return False
             # Windows: held on a thread of ours until the sender waits for it.
             _thread.start_new_thread(self._bridge, (lock, time.monotonic() + timings.life))
-            bridged = True
+            kept = True
             return True
         finally:
-            if not bridged:
+            if not kept:
                 lock.close()
 
     def _bridge(self, lock: _Fd, until: float) -> None:
@@ -618,12 +635,16 @@ class Outbox:
             last = info.st_size if stat.S_ISREG(info.st_mode) else -1
         except OSError:
             last = -1
-        keyed = []
+        # A sender lists a backlog of thousands many times: each name is parsed once.
+        known, parsed = self._place.parsed, {}
         for name in names:
-            parsed = _parse(name)
-            if parsed is not None:
-                seq, _, token = parsed
-                keyed.append((last >= 0 and seq <= last, seq, token, name))
+            parsed[name] = known[name] if name in known else _parse(name)
+        self._place.parsed = parsed  # the names listed now, and no others
+        keyed = [
+            (last >= 0 and key[0] <= last, key[0], key[2], name)
+            for name, key in parsed.items()
+            if key is not None
+        ]
         keyed.sort()
         return [k[3] for k in keyed]
 
@@ -673,10 +694,15 @@ class Outbox:
 
     def mark_sent(self, name: str) -> None:
         """Move a delivered entry to `sent/` (the log a user can read), or drop it."""
-        try:
-            os.replace(self._path(name), os.path.join(self._sent_dir(), name))
-        except OSError:
-            self.remove(name)
+        for _ in range(2):
+            try:
+                if not self._place.sent_dir:
+                    self._place.sent_dir = self._sent_dir()  # checked once a process
+                os.replace(self._path(name), os.path.join(self._place.sent_dir, name))
+                return
+            except OSError:
+                self._place.sent_dir = ""  # made again, or found not to be ours
+        self.remove(name)
 
     def since_delivery(self) -> float:
         """Seconds since the last delivery (the sent log's date); infinite when unknown."""
@@ -695,14 +721,14 @@ class Outbox:
                 raise OutboxUnavailableError(f"{path} is not a directory") from None
         return path
 
-    def prune(self) -> list[str]:
+    def prune(self, *, sent_log: bool = True) -> list[str]:
         """Apply the bounds; returns the entries that remain, in order.
 
         The newest MAX_MESSAGES by order and MAX_BYTES by size; none dated more than
         MAX_AGE_SECONDS away from now in either direction (a date in the future means
         the clock was wrong then or is now: it cannot keep an entry forever). Aliases
         are few and small, and dropping one would split a person: they stay. Temp
-        files of writers killed mid-write go after an hour. The sent log too.
+        files of writers killed mid-write go after an hour. The sent log too (`sent_log`).
         """
         now = self._clock()
         listing = self._listing()
@@ -713,15 +739,18 @@ class Outbox:
             else:
                 keep.append(name)
         total, kept = 0, list[str]()
+        known, sizes = self._place.sizes, {}  # entries never change: each is sized once
         for name in reversed(keep):
             if not name[:-5].endswith(_ALIAS_MARK):
                 try:
-                    total += os.lstat(self._path(name)).st_size
+                    size = known[name] if name in known else os.lstat(self._path(name)).st_size
                 except OSError:
                     continue
+                total += size
                 if len(kept) >= MAX_MESSAGES or total > MAX_BYTES:
                     self.remove(name)
                     continue
+                sizes[name] = size
             kept.append(name)
         for name in listing:
             if name.startswith(".") and name.endswith(".tmp"):
@@ -731,7 +760,9 @@ class Outbox:
                     continue
                 if abs(age) > 3600:
                     self.remove(name)
-        self._prune_sent(now)
+        self._place.sizes = sizes
+        if sent_log:
+            self._prune_sent(now)
         return kept[::-1]
 
     def _prune_sent(self, now: float) -> None:
@@ -739,20 +770,28 @@ class Outbox:
         try:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 return
+            known, entries = self._place.sent, {}  # what was seen of each at the last pruning
             with os.scandir(path) as found:
-                entries = [(e.name, e.stat(follow_symlinks=False)) for e in found]
+                for e in found:
+                    if e.name not in known:
+                        info = e.stat(follow_symlinks=False)
+                        known[e.name] = (info.st_mtime, info.st_size, stat.S_ISREG(info.st_mode))
+                    entries[e.name] = known[e.name]
         except OSError:
             return
-        entries.sort(key=lambda e: e[1].st_mtime, reverse=True)
         total = 0
-        for name, info in entries:
-            total += info.st_size
-            old = abs(now - info.st_mtime) > MAX_AGE_SECONDS
-            if (old or total > SENT_MAX_BYTES) and stat.S_ISREG(info.st_mode):
-                try:  # noqa: SIM105
+        for name, (mtime, size, regular) in sorted(
+            entries.items(), key=lambda e: e[1][0], reverse=True
+        ):
+            total += size
+            old = abs(now - mtime) > MAX_AGE_SECONDS
+            if (old or total > SENT_MAX_BYTES) and regular:
+                try:
                     os.unlink(os.path.join(path, name))
+                    del entries[name]
                 except OSError:
                     pass
+        self._place.sent = entries
 
     def clear(self) -> int:
         """Drop every entry waiting, and the sent log; returns how many were waiting."""
@@ -1272,7 +1311,7 @@ def _parse(name: str) -> tuple[int, int, str] | None:
     seq, queued, token = parts
     if not (seq.isdigit() and seq.isascii() and queued.isdigit() and queued.isascii()):
         return None
-    if not 0 < len(token) <= 32 or any(c not in "0123456789abcdef" for c in token):
+    if not 0 < len(token) <= 32 or token.strip("0123456789abcdef"):
         return None
     return int(seq), int(queued), token
 
@@ -1306,8 +1345,13 @@ def _displace(path: str) -> None:
 def _write_new(path: str, data: bytes, *, durable: bool) -> None:
     """Write `path` whole or not at all: a temp file beside it, then a rename."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
+    tmp = os.path.join(directory, f".{name}.tmp")  # entry names are unique already
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:  # a writer killed mid-write, the numbering started over since
+        tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
+        fd = os.open(tmp, flags, 0o600)
     try:
         try:
             view = memoryview(data)
