@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -645,6 +646,25 @@ def test_sequence_numbers_of_any_length_keep_the_order(
     wait_until(lambda: len(posthog.command_events()) == 5, timeout=12)
     _settled(work_dir)
     assert _names(posthog.command_events()) == [f"cmd.{i}" for i in range(5)]
+
+
+def test_a_symlink_put_in_place_of_the_sent_log_is_never_followed(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    """`sent/` replaced by a link to a directory of the user's after one delivery: the
+    next delivered entry goes neither there nor back to waiting."""
+    outbox = Outbox(work_dir)
+    first, second = (outbox.put(_message(SUCCEEDED, "me", command_name=n)) for n in "ab")
+    outbox.mark_sent(first)
+    sent = Path(outbox.directory) / "sent"
+    assert [p.name for p in sent.iterdir()] == [first]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(sent)
+    sent.symlink_to(elsewhere, target_is_directory=True)
+    outbox.mark_sent(second)
+    assert list(elsewhere.iterdir()) == []
+    assert outbox.names() == []
 
 
 # -- a clock set forward and back --------------------------------------------------------

@@ -128,6 +128,46 @@ def test_an_event_captured_while_the_sender_takes_its_final_look_is_not_stranded
     assert sorted(_names(posthog.command_events())) == sorted(names)
 
 
+def test_a_capture_asks_the_accepting_lock_of_the_file_now_in_place(work_dir: Path) -> None:
+    """A thread keeps the descriptor on which it found the accepting lock held. When
+    `.accept.lock` has been moved aside and let go since, the sender it starts holds the
+    lock of the file now at the path, not of the old one; and while that one is held,
+    nothing is started."""
+    fcntl = pytest.importorskip("fcntl")
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    path = Path(outbox.directory) / ".accept.lock"
+    destination = ("http://127.0.0.1:9", "phc_test")
+    handed: list[int] = []
+
+    def start(fd: int | None) -> bool:
+        assert fd is not None
+        handed.append(os.fstat(fd).st_ino)
+        return False  # nothing started: the capture lets the lock go
+
+    def held_elsewhere() -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    holder = held_elsewhere()
+    assert outbox.hand_over(destination, start) is False
+    assert handed == []  # a sender accepts: nothing started
+    old = path.stat().st_ino
+    path.rename(path.with_name(".accept.lock.aside"))
+    os.close(holder)
+    outbox.hand_over(destination, start)
+    assert handed == [path.stat().st_ino]
+    assert handed[0] != old
+
+    holder = held_elsewhere()
+    outbox.hand_over(destination, start)
+    assert handed == [path.stat().st_ino]  # held: nothing more started
+    os.close(holder)
+    outbox.hand_over(destination, start)
+    assert handed == [path.stat().st_ino] * 2
+
+
 # -- each message to its own destination -------------------------------------------------------
 
 

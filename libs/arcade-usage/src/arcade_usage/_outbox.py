@@ -324,11 +324,9 @@ class _Place:
     """What this process keeps for one outbox directory, whatever Outbox objects view it."""
 
     def __init__(self) -> None:
-        self.local = _thread._local()  # each thread's own `.seq` and accepting-lock descriptors
+        self.local = _thread._local()  # each thread's `.seq` and accepting-lock descriptors
         self.parsed: dict[str, tuple[int, int, str] | None] = {}  # entry names last listed
         self.sizes: dict[str, int] = {}  # entry sizes at the last pruning
-        self.sent: dict[str, tuple[float, int, bool]] = {}  # the sent log's, likewise
-        self.sent_dir = ""  # the sent log's directory, once made and found ours
         self.checked = False
         self.pruning = False
 
@@ -487,7 +485,7 @@ class Outbox:
         try:
             seq = self._next_seq()
             name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
-            _write_new(self._path(name), data, durable=durable)
+            _write_new(self._path(name), data, durable=durable, unique=True)
         except OSError:
             self._place.checked = False  # look at the directory again next time
             raise
@@ -549,28 +547,12 @@ class Outbox:
         *,
         timings: Timings = PRODUCTION,
     ) -> bool:
-        """Start a sender unless one accepts already or a long back-off holds; see the docstring.
-
-        Each thread asks on a descriptor of its own that it keeps while a sender holds
-        the lock (one system call per capture, not four). A lock held on it is held on
-        whatever inode it names, which a sender has not taken its final look from yet;
-        found free, the lock is asked again on a fresh descriptor of the file now there.
-        """
-        local = self._place.local
-        probe: _Fd | None = getattr(local, "accept", None)
-        if probe is not None and probe.fd >= 0 and probe.pid == os.getpid():
-            if not _try_lock(probe.fd, self.lock_kind):
-                return False  # a sender accepts: it looks after releasing the lock
-            _unlock(probe.fd)
+        """Start a sender unless one accepts already or a long back-off holds; see the docstring."""
+        lock = self._accept_lock()
+        if lock is None:
+            return False  # a sender accepts: it looks after releasing the lock
+        kept = False  # whether `lock` lives on: handed to a sender or to the bridge
         try:
-            lock = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
-        except OSError:
-            return False
-        kept = False  # whether `lock` lives on: handed to a sender or a bridge, or probing
-        try:
-            if not lock.lock(self.lock_kind):
-                local.accept, kept = lock, True  # asked on next time (the old one closes)
-                return False  # a sender accepts: it looks after releasing the lock
             if self.blocking_backoff(destination, timings) > 0:
                 return False  # what waits goes after the back-off, with a later command
             if self.hands_lock:
@@ -589,6 +571,44 @@ class Outbox:
         finally:
             if not kept:
                 lock.close()
+
+    def _accept_lock(self) -> _Fd | None:
+        """The accepting lock, taken without waiting; None when another holds it (or its
+        file cannot be opened).
+
+        Each thread keeps the descriptor on which it last found the lock held, and asks
+        on it first: one system call per capture while a sender accepts. Held there, it
+        is held on the inode that descriptor names, whose holder has not taken its final
+        look yet. Taken there, it is used only if that inode is still the file at the
+        path (else let go, and asked on a fresh descriptor).
+        """
+        local = self._place.local
+        probe: _Fd | None = getattr(local, "accept", None)
+        local.accept = None
+        if probe is not None and probe.fd >= 0 and probe.pid == os.getpid():
+            if not probe.lock(self.lock_kind):
+                local.accept = probe
+                return None
+            if self._names_file(probe.fd, _ACCEPT):
+                return probe
+            probe.close()
+        try:
+            lock = _Fd(self._open_own(_ACCEPT, os.O_RDWR))
+        except OSError:
+            return None
+        if lock.lock(self.lock_kind):
+            return lock
+        local.accept = lock  # asked on next time
+        return None
+
+    def _names_file(self, fd: int, name: str) -> bool:
+        """Whether `fd` is the regular file now at bookkeeping `name`."""
+        try:
+            mine, there = os.fstat(fd), os.lstat(self._path(name))
+        except OSError:
+            return False
+        same = (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+        return same and stat.S_ISREG(there.st_mode)
 
     def _bridge(self, lock: _Fd, until: float) -> None:
         """Hold the accepting lock until the sender started for it shows (holding
@@ -694,15 +714,10 @@ class Outbox:
 
     def mark_sent(self, name: str) -> None:
         """Move a delivered entry to `sent/` (the log a user can read), or drop it."""
-        for _ in range(2):
-            try:
-                if not self._place.sent_dir:
-                    self._place.sent_dir = self._sent_dir()  # checked once a process
-                os.replace(self._path(name), os.path.join(self._place.sent_dir, name))
-                return
-            except OSError:
-                self._place.sent_dir = ""  # made again, or found not to be ours
-        self.remove(name)
+        try:
+            os.replace(self._path(name), os.path.join(self._sent_dir(), name))
+        except OSError:
+            self.remove(name)
 
     def since_delivery(self) -> float:
         """Seconds since the last delivery (the sent log's date); infinite when unknown."""
@@ -712,13 +727,18 @@ class Outbox:
             return float("inf")
 
     def _sent_dir(self) -> str:
+        """`sent/`, made if need be; never followed when something else is in its place."""
         path = self._path(_SENT)
         try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
             info = os.lstat(path)
-            if not stat.S_ISDIR(info.st_mode):
-                raise OutboxUnavailableError(f"{path} is not a directory") from None
+        except FileNotFoundError:
+            try:  # noqa: SIM105 - no contextlib here
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+            info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            raise OutboxUnavailableError(f"{path} is not a directory")
         return path
 
     def prune(self, *, sent_log: bool = True) -> list[str]:
@@ -770,28 +790,20 @@ class Outbox:
         try:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 return
-            known, entries = self._place.sent, {}  # what was seen of each at the last pruning
             with os.scandir(path) as found:
-                for e in found:
-                    if e.name not in known:
-                        info = e.stat(follow_symlinks=False)
-                        known[e.name] = (info.st_mtime, info.st_size, stat.S_ISREG(info.st_mode))
-                    entries[e.name] = known[e.name]
+                entries = [(e.name, e.stat(follow_symlinks=False)) for e in found]
         except OSError:
             return
+        entries.sort(key=lambda e: e[1].st_mtime, reverse=True)
         total = 0
-        for name, (mtime, size, regular) in sorted(
-            entries.items(), key=lambda e: e[1][0], reverse=True
-        ):
-            total += size
-            old = abs(now - mtime) > MAX_AGE_SECONDS
-            if (old or total > SENT_MAX_BYTES) and regular:
-                try:
+        for name, info in entries:
+            total += info.st_size
+            old = abs(now - info.st_mtime) > MAX_AGE_SECONDS
+            if (old or total > SENT_MAX_BYTES) and stat.S_ISREG(info.st_mode):
+                try:  # noqa: SIM105
                     os.unlink(os.path.join(path, name))
-                    del entries[name]
                 except OSError:
                     pass
-        self._place.sent = entries
 
     def clear(self) -> int:
         """Drop every entry waiting, and the sent log; returns how many were waiting."""
@@ -1342,14 +1354,22 @@ def _displace(path: str) -> None:
         pass
 
 
-def _write_new(path: str, data: bytes, *, durable: bool) -> None:
-    """Write `path` whole or not at all: a temp file beside it, then a rename."""
+def _write_new(path: str, data: bytes, *, durable: bool, unique: bool = False) -> None:
+    """Write `path` whole or not at all: a temp file beside it, then a rename.
+
+    `unique`: no other writer ever writes `path` (an entry's name), so its temp file is
+    named after it, without drawing a random name, unless that name is taken.
+    """
     directory, name = os.path.split(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
-    tmp = os.path.join(directory, f".{name}.tmp")  # entry names are unique already
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileExistsError:  # a writer killed mid-write, the numbering started over since
+    fd = -1
+    if unique:
+        tmp = os.path.join(directory, f".{name}.tmp")
+        try:  # noqa: SIM105 - no contextlib on the capture path
+            fd = os.open(tmp, flags, 0o600)
+        except OSError:  # left by a writer killed mid-write (Windows: being deleted)
+            pass
+    if fd < 0:
         tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
         fd = os.open(tmp, flags, 0o600)
     try:
