@@ -229,13 +229,14 @@ def busy_cpus() -> float:
     import statistics
 
     looks = []
-    for _ in range(5):
+    for look in range(5):
+        if look:
+            time.sleep(0.05)
         try:
             running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
         except (OSError, IndexError):
             return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         looks.append(int(running) - 1)
-        time.sleep(0.05)
     return float(statistics.median(looks))
 
 

@@ -584,11 +584,10 @@ class Outbox:
         """
         local = self._place.local
         probe: _Fd | None = getattr(local, "accept", None)
-        local.accept = None
         if probe is not None and probe.fd >= 0 and probe.pid == os.getpid():
             if not probe.lock(self.lock_kind):
-                local.accept = probe
                 return None
+            local.accept = None  # taken: the lock itself now, or let go
             if self._names_file(probe.fd, _ACCEPT):
                 return probe
             probe.close()
