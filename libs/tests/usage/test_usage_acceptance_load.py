@@ -45,9 +45,9 @@ def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
 
     Every event (4 x (1 start + 4,000 calls) = 16,004) reaches PostHog exactly once by
     uuid within 30 s of the last call: nothing dropped to the outbox's bound, nothing
-    sent twice. On a machine so busy that a sender (at nice 10) runs out of its life,
-    what it could not post waits in the outbox: counted there, then brought by the
-    next command's sender.
+    sent twice. On a machine so busy that the sender (one thread beside 32 busy ones)
+    runs out of its life, what it could not post waits in the outbox: counted there,
+    then brought by the next command's sender.
     """
     processes, threads, calls = 4, 8, 4000
     expected = processes * (calls + 1)
@@ -64,8 +64,8 @@ def test_four_servers_of_eight_threads_deliver_every_call_exactly_once(
     if len(set(uuids())) >= expected:
         print(f"all {expected} delivered {late:.1f} s after the last call")
     else:
-        # A sender's life is 10 s: one starved of CPU (it runs at nice 10) leaves what it
-        # could not post in the outbox, for the next command's sender. Late, never lost.
+        # A sender's life is 10 s: one starved of CPU leaves what it could not post in the
+        # outbox, for the next command's sender. Late, never lost.
         wait_until(lambda: not sender_pids(work_dir), timeout=12)
         got, waiting = len(set(uuids())), Outbox(work_dir).count()
         assert got + waiting == expected, f"{expected - got - waiting} events lost"

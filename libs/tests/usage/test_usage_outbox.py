@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -707,7 +708,9 @@ def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
     assert Outbox(work_dir).count() == 0
 
 
-def test_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(work_dir: Path) -> None:
+def test_while_delivery_fails_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(
+    work_dir: Path,
+) -> None:
     first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
     Outbox(work_dir, clock=_clock(6 * DAY)).put(first)
     outbox = Outbox(work_dir)
@@ -717,9 +720,11 @@ def test_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(work_dir: Pa
     Outbox(work_dir, clock=_clock(-6 * DAY)).put(last)
     # (The 10,000th is filed by today's clock: the one that files it prunes, by its clock.)
     outbox.put(_message(SUCCEEDED, "me", command_name="m9997"))
-    assert len(outbox.prune()) == outbox.count() == 10_000
-
     outbox.put(_message(SUCCEEDED, "me", command_name="one too many"))
+    # A backlog in transit (no request has failed): nothing is dropped for its length.
+    assert len(outbox.prune()) == outbox.count() == 10_001
+
+    outbox.back_off(retry_after=60)  # PostHog is down: what waits is undeliverable
     kept = outbox.prune()
 
     assert len(kept) == outbox.count() == 10_000
@@ -727,6 +732,43 @@ def test_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(work_dir: Pa
     assert names[0] == "m0"
     assert names[-3:] == ["last, clock behind", "m9997", "one too many"]
     assert "first, clock ahead" not in names
+
+
+def test_a_backlog_past_ten_thousand_while_posthog_takes_everything_is_delivered_whole(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    """Busy servers can file faster than the sender gets the CPU to post: late, not lost."""
+    outbox = Outbox(work_dir)
+    backlog = [f"m{i}" for i in range(10_050)]
+    for name in backlog:
+        outbox.put(_message(SUCCEEDED, "me", command_name=name))
+    track("last")
+
+    wait_until(lambda: len(posthog.command_events()) == len(backlog) + 1, timeout=40)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == [*backlog, "last"]  # in order, once each
+    assert outbox.count() == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timers")
+def test_a_capture_from_a_signal_handler_amid_a_capture_files_both(work_dir: Path) -> None:
+    """A server's signal handler may track an event while its own thread is filing one."""
+    outbox = Outbox(work_dir)
+    from_handler: list[str] = []
+
+    def handler(signum: int, frame: object) -> None:
+        from_handler.append(outbox.put(_message(SUCCEEDED, "me", command_name="handler")))
+
+    previous = signal.signal(signal.SIGPROF, handler)
+    signal.setitimer(signal.ITIMER_PROF, 0.0002, 0.0002)  # every 0.2 ms of CPU
+    try:
+        for i in range(1000):
+            outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+    assert from_handler
+    assert outbox.count() == 1000 + len(from_handler)
 
 
 def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(

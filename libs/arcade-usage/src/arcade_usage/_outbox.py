@@ -86,7 +86,13 @@ if TYPE_CHECKING:
 # -- bounds --------------------------------------------------------------------------------
 
 MAX_MESSAGES = 10_000
-"""What posthog's own client holds in memory."""
+"""What posthog's own client holds in memory: what the outbox keeps while delivery fails.
+
+Only then. While PostHog takes what it is sent, a backlog is in transit, not
+undeliverable: several busy servers can file events faster than the one sender
+gets the CPU to post them (beside many threads in one cgroup, a process with one
+thread gets a small share), and their backlog may pass 10,000 without anything
+being wrong. MAX_BYTES and MAX_AGE_SECONDS bound it at all times."""
 MAX_BYTES = 64 * 1024 * 1024
 MAX_AGE_SECONDS = 7 * 24 * 3600
 MAX_ENTRY_BYTES = 1024 * 1024
@@ -324,26 +330,36 @@ class _Place:
     """What this process keeps for one outbox directory, whatever Outbox objects view it."""
 
     def __init__(self) -> None:
+        self.start_over()
+
+    def start_over(self) -> None:
+        """As new (in a forked child: what the threads that are not there held is let go)."""
         self.local = _thread._local()  # each thread's `.seq` and accepting-lock descriptors
         self.parsed: dict[str, tuple[int, int, str] | None] = {}  # entry names last listed
         self.sizes: dict[str, int] = {}  # entry sizes at the last pruning
         self.checked = False
         self.pruning = False
+        # Taken around the writes that file an entry. The kernel runs creates and renames
+        # in one directory one at a time anyway; threads queued here sleep instead of
+        # waking each other for the interpreter's lock at every system call (a quarter
+        # less CPU with 8 threads capturing). Reentrant: a signal handler may capture.
+        self.filing = _thread.RLock()
 
 
 _PLACES: dict[str, _Place] = {}
 
 
 def _after_fork_in_child() -> None:
-    """A child forked while a thread of ours held a descriptor (a lock) closes it at once:
-    the threads that would have closed them do not exist here."""
+    """A child forked while a thread of ours held a descriptor (a lock) or the filing lock
+    lets go of it at once: the threads that would have done so do not exist here."""
     for fd in list(_OPEN):
         try:  # noqa: SIM105 - no contextlib on the capture path
             os.close(fd)
         except OSError:
             pass
     _OPEN.clear()
-    _PLACES.clear()
+    for place in _PLACES.values():  # Outbox objects made before the fork view them too
+        place.start_over()
 
 
 if hasattr(os, "register_at_fork"):
@@ -483,9 +499,10 @@ class Outbox:
         mark = _ALIAS_MARK if message["event"] == ALIAS else ""
         self.prepare()
         try:
-            seq = self._next_seq()
-            name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
-            _write_new(self._path(name), data, durable=durable, unique=True)
+            with self._place.filing:
+                seq = self._next_seq()
+                name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
+                _write_new(self._path(name), data, durable=durable, unique=True)
         except OSError:
             self._place.checked = False  # look at the directory again next time
             raise
@@ -743,7 +760,8 @@ class Outbox:
     def prune(self, *, sent_log: bool = True) -> list[str]:
         """Apply the bounds; returns the entries that remain, in order.
 
-        The newest MAX_MESSAGES by order and MAX_BYTES by size; none dated more than
+        The newest MAX_BYTES by size, and while delivery fails (a failed request
+        recorded for any destination) the newest MAX_MESSAGES by order; none dated more than
         MAX_AGE_SECONDS away from now in either direction (a date in the future means
         the clock was wrong then or is now: it cannot keep an entry forever). Aliases
         are few and small, and dropping one would split a person: they stay. Temp
@@ -758,6 +776,7 @@ class Outbox:
             else:
                 keep.append(name)
         total, kept = 0, list[str]()
+        most = MAX_MESSAGES if self._failing() else len(keep)
         known, sizes = self._place.sizes, {}  # entries never change: each is sized once
         for name in reversed(keep):
             if not name[:-5].endswith(_ALIAS_MARK):
@@ -766,7 +785,7 @@ class Outbox:
                 except OSError:
                     continue
                 total += size
-                if len(kept) >= MAX_MESSAGES or total > MAX_BYTES:
+                if len(kept) >= most or total > MAX_BYTES:
                     self.remove(name)
                     continue
                 sizes[name] = size
@@ -890,6 +909,10 @@ class Outbox:
         except (KeyError, ValueError, TypeError, OverflowError):
             return 0.0
         return left if 0 < left <= delay <= MAX_BACKOFF_SECONDS else 0.0
+
+    def _failing(self) -> bool:
+        """Whether a request failed (and none succeeded since) for some destination."""
+        return any(_int(record.get("failures")) > 0 for record in self._records().values())
 
     def backoff_remaining(self, destination: Destination | None = None) -> float:
         """Seconds before `destination` (default: any) may be tried again; 0: now.
@@ -1162,11 +1185,16 @@ class _Uploader:
                     return
                 time.sleep(wait)
             present = set(self.outbox._listing())
-            snapshot = [n for n in snapshot if n in present and self.cache.get(n)]
+            snapshot = [
+                n for n in snapshot if n in present and (n not in self.cache or self.cache[n])
+            ]
         self.outbox.reset_sequence()
 
     def _sendable(self, names: list[str]) -> list[str]:
-        return [n for n in names if self._entry(n) is not None]
+        """`names` less the entries that hold no message, among the first MAX_MESSAGES:
+        a backlog beyond them is read as its head is sent, not held in memory at once."""
+        head = [n for n in names[:MAX_MESSAGES] if self._entry(n) is not None]
+        return head + names[MAX_MESSAGES:]
 
     def _entry(self, name: str) -> tuple[Destination, Message, int] | None:
         """Entry `name` (read once: entries never change): destination, message, size."""
@@ -1199,7 +1227,7 @@ class _Uploader:
         destination may be tried again (0 when nothing could be sent at all).
         """
         queues: dict[Destination, list[str]] = {}
-        for name in names:
+        for name in names[:MAX_MESSAGES]:
             entry = self._entry(name)
             if entry is not None:
                 queues.setdefault(entry[0], []).append(name)

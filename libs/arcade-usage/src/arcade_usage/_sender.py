@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import sys
 import time
 
 from arcade_usage._consent import state_in
@@ -36,11 +35,6 @@ def main() -> None:
     timings = timings_from(os.environ.get(TIMINGS_ENV))
     _exit_after(timings.life)
     os.environ[SENDER_ENV] = "1"
-    if sys.platform != "win32":  # (POSIX only)
-        try:  # noqa: SIM105 - no contextlib here
-            os.nice(10)  # background work: the user's own commands come first
-        except (AttributeError, OSError):
-            pass
     handed = os.environ.pop(ACCEPT_FD_ENV, "")
     accept_fd = _accept_fd(handed)
     outbox = Outbox(directory=os.environ.get(OUTBOX_ENV) or Outbox().directory)
