@@ -92,8 +92,19 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while self._read(deadline):
             if time.monotonic() > deadline:
-                raise AssertionError(f"still running: {self.text!r}")
+                raise AssertionError(f"still running: {self.text!r} ({self._state()})")
         return self.proc.wait(timeout=max(1.0, deadline - time.monotonic())), self.text
+
+    def _state(self) -> str:
+        """What the kernel says of the command (Linux): where it waits, its signals, threads."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            wchan = Path(f"/proc/{self.proc.pid}/wchan").read_text()
+        except OSError:
+            return "no /proc"
+        keep = ("State", "Threads", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+        lines = [line.replace("\t", " ") for line in status.splitlines() if line.startswith(keep)]
+        return "; ".join([*lines, f"wchan {wchan}"])
 
     @property
     def text(self) -> str:
