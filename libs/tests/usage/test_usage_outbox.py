@@ -708,7 +708,7 @@ def test_entries_dated_more_than_seven_days_away_either_way_are_dropped_unsent(
     assert Outbox(work_dir).count() == 0
 
 
-def test_while_delivery_fails_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(
+def test_during_an_outage_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_date(
     work_dir: Path,
 ) -> None:
     first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
@@ -721,10 +721,16 @@ def test_while_delivery_fails_the_cap_keeps_the_newest_ten_thousand_by_order_not
     # (The 10,000th is filed by today's clock: the one that files it prunes, by its clock.)
     outbox.put(_message(SUCCEEDED, "me", command_name="m9997"))
     outbox.put(_message(SUCCEEDED, "me", command_name="one too many"))
-    # A backlog in transit (no request has failed): nothing is dropped for its length.
+    # No outage, so nothing is dropped for the backlog's length: PostHog taking it all
+    # (no failure recorded), a hiccup a sender waits out, or an hour's back-off of
+    # another destination that ended an hour ago.
+    assert len(outbox.prune()) == 10_001
+    outbox.back_off()
+    assert len(outbox.prune()) == 10_001
+    Outbox(work_dir, clock=_clock(-2 * 3600)).back_off(3600, ("http://127.0.0.1:9", "phc_gone"))
     assert len(outbox.prune()) == outbox.count() == 10_001
 
-    outbox.back_off(retry_after=60)  # PostHog is down: what waits is undeliverable
+    outbox.back_off(retry_after=60)  # PostHog is down for a while: an outage
     kept = outbox.prune()
 
     assert len(kept) == outbox.count() == 10_000
@@ -732,6 +738,19 @@ def test_while_delivery_fails_the_cap_keeps_the_newest_ten_thousand_by_order_not
     assert names[0] == "m0"
     assert names[-3:] == ["last, clock behind", "m9997", "one too many"]
     assert "first, clock ahead" not in names
+
+
+def test_during_an_outage_the_capturing_process_keeps_the_outbox_within_the_cap(
+    work_dir: Path,
+) -> None:
+    """No sender comes during a long back-off: the process filing applies the cap."""
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    outbox.back_off(retry_after=600)
+    for i in range(11_000):
+        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    wait_until(lambda: outbox.count() == 10_000)  # pruned on a thread of its own
+    assert _names(_queued(work_dir))[0] == "m1000"
 
 
 def test_a_backlog_past_ten_thousand_while_posthog_takes_everything_is_delivered_whole(

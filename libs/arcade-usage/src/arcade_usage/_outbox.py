@@ -86,13 +86,13 @@ if TYPE_CHECKING:
 # -- bounds --------------------------------------------------------------------------------
 
 MAX_MESSAGES = 10_000
-"""What posthog's own client holds in memory: what the outbox keeps while delivery fails.
+"""What posthog's own client holds in memory: what the outbox keeps during an outage.
 
-Only then. While PostHog takes what it is sent, a backlog is in transit, not
-undeliverable: several busy servers can file events faster than the one sender
-gets the CPU to post them (beside many threads in one cgroup, a process with one
-thread gets a small share), and their backlog may pass 10,000 without anything
-being wrong. MAX_BYTES and MAX_AGE_SECONDS bound it at all times."""
+Only then (`Outbox.outage`). While PostHog takes what it is sent, a backlog is in
+transit, not undeliverable: several busy servers can file events faster than the
+one sender gets the CPU to post them (beside many threads in one cgroup, a process
+with one thread gets a small share), and their backlog may pass 10,000 without
+anything being wrong. MAX_BYTES and MAX_AGE_SECONDS bound it at all times."""
 MAX_BYTES = 64 * 1024 * 1024
 MAX_AGE_SECONDS = 7 * 24 * 3600
 MAX_ENTRY_BYTES = 1024 * 1024
@@ -512,8 +512,11 @@ class Outbox:
         return name
 
     def _prune_aside(self) -> None:
+        """The bounds, applied by a capturing process during an outage, when no sender
+        comes to apply them (in transit, the sender does at its start)."""
         try:
-            self.prune(sent_log=False)  # only senders add to it, and each prunes it first
+            if self.outage():
+                self.prune(sent_log=False)  # only senders add to it, and each prunes it first
         except OSError:
             pass
         finally:
@@ -760,8 +763,8 @@ class Outbox:
     def prune(self, *, sent_log: bool = True) -> list[str]:
         """Apply the bounds; returns the entries that remain, in order.
 
-        The newest MAX_BYTES by size, and while delivery fails (a failed request
-        recorded for any destination) the newest MAX_MESSAGES by order; none dated more than
+        The newest MAX_BYTES by size, and during an outage the newest MAX_MESSAGES by
+        order; none dated more than
         MAX_AGE_SECONDS away from now in either direction (a date in the future means
         the clock was wrong then or is now: it cannot keep an entry forever). Aliases
         are few and small, and dropping one would split a person: they stay. Temp
@@ -776,7 +779,7 @@ class Outbox:
             else:
                 keep.append(name)
         total, kept = 0, list[str]()
-        most = MAX_MESSAGES if self._failing() else len(keep)
+        most = MAX_MESSAGES if self.outage() else len(keep)
         known, sizes = self._place.sizes, {}  # entries never change: each is sized once
         for name in reversed(keep):
             if not name[:-5].endswith(_ALIAS_MARK):
@@ -910,9 +913,16 @@ class Outbox:
             return 0.0
         return left if 0 < left <= delay <= MAX_BACKOFF_SECONDS else 0.0
 
-    def _failing(self) -> bool:
-        """Whether a request failed (and none succeeded since) for some destination."""
-        return any(_int(record.get("failures")) > 0 for record in self._records().values())
+    def outage(self) -> bool:
+        """Whether delivery fails for good and all: a failed request's back-off, still
+        running, longer than a sender waits out (a hiccup, a short `Retry-After` is none;
+        neither is the record of a destination no longer failing, or no longer used)."""
+        return any(
+            _int(record.get("failures"))
+            and self._remaining(record) > 0
+            and float(record["delay"]) > PRODUCTION.waitable
+            for record in self._records().values()
+        )
 
     def backoff_remaining(self, destination: Destination | None = None) -> float:
         """Seconds before `destination` (default: any) may be tried again; 0: now.
