@@ -769,6 +769,26 @@ def test_a_backlog_past_ten_thousand_while_posthog_takes_everything_is_delivered
     assert outbox.count() == 0
 
 
+@pytest.mark.usefixtures("production_timings")  # the accepting window ends inside the back-off
+def test_a_backlog_past_ten_thousand_is_delivered_whole_by_the_final_look(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    """PostHog asks to wait 5 s: the sender stops accepting before it may post, so what
+    waits goes in its final look, every entry of it, the last command's included."""
+    outbox = Outbox(work_dir)
+    backlog = [f"m{i}" for i in range(10_050)]
+    for name in backlog:
+        outbox.put(_message(SUCCEEDED, "me", command_name=name))
+    posthog.rate_limit(1, "5")
+    track("last")
+
+    wait_until(lambda: len(posthog.command_events()) == len(backlog) + 1, timeout=20)
+    assert _names(posthog.command_events()) == [*backlog, "last"]
+    assert posthog.statuses()[0] == 429
+    _settled(work_dir)
+    assert outbox.count() == 0
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timers")
 def test_a_capture_from_a_signal_handler_amid_a_capture_files_both(work_dir: Path) -> None:
     """A server's signal handler may track an event while its own thread is filing one."""
@@ -781,13 +801,15 @@ def test_a_capture_from_a_signal_handler_amid_a_capture_files_both(work_dir: Pat
     previous = signal.signal(signal.SIGPROF, handler)
     signal.setitimer(signal.ITIMER_PROF, 0.0002, 0.0002)  # every 0.2 ms of CPU
     try:
-        for i in range(1000):
+        for i in range(2000):
             outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, previous)
     assert from_handler
-    assert outbox.count() == 1000 + len(from_handler)
+    numbers = [name.split("-")[0] for name in outbox.names()]
+    assert len(numbers) == 2000 + len(from_handler)
+    assert len(set(numbers)) == len(numbers)  # each its own place in the order
 
 
 def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(

@@ -530,18 +530,22 @@ class Outbox:
         captures may get one number; their tokens order them, and no capture that
         came after another's can get a lower number.
         """
-        holder: _Fd | None = getattr(self._place.local, "seq", None)
-        for _ in range(2):
-            if holder is None or holder.fd < 0 or holder.pid != os.getpid():
-                holder = _Fd(self._open_own(_SEQ, os.O_WRONLY | os.O_APPEND))
-                self._place.local.seq = holder
-            os.write(holder.fd, b".")
-            seq = os.lseek(holder.fd, 0, os.SEEK_CUR)
-            if os.fstat(holder.fd).st_nlink:
-                return seq
-            holder.close()  # `.seq` was removed or moved aside: number from the new one
-            holder = None
-        return seq
+        local = self._place.local
+        holder: _Fd | None = getattr(local, "seq", None)
+        local.seq = None  # in use: a signal handler capturing meanwhile numbers on its own
+        try:
+            for _ in range(2):
+                if holder is None or holder.fd < 0 or holder.pid != os.getpid():
+                    holder = _Fd(self._open_own(_SEQ, os.O_WRONLY | os.O_APPEND))
+                os.write(holder.fd, b".")
+                seq = os.lseek(holder.fd, 0, os.SEEK_CUR)
+                if os.fstat(holder.fd).st_nlink:
+                    return seq
+                holder.close()  # `.seq` was removed or moved aside: number from the new one
+                holder = None
+            return seq
+        finally:
+            local.seq = holder
 
     def deliver(
         self,
@@ -1152,6 +1156,7 @@ class _Uploader:
         self.deadline, self.t = deadline, timings
         self.allowed, self.anon_id = allowed, anon_id
         self.cache: dict[str, tuple[Destination, Message, int] | None] = {}
+        self.finished: set[str] = set()  # sent or dropped by this sender
         self.stopped = False
         self.turn = 0
 
@@ -1176,7 +1181,9 @@ class _Uploader:
                 if wait is None:
                     next_request = now + t.interval
                     idle_since = time.monotonic()  # the linger counts from after the request
-                    waiting = self._sendable(self.outbox.names())
+                    waiting = self._left(waiting)
+                    if not self._backlog(waiting):  # listed again once it cannot fill a batch
+                        waiting = self._sendable(self.outbox.names())
                     continue
                 if wait > self.deadline - t.min_request - now:
                     break  # a back-off beyond this life: what waits goes with a later sender
@@ -1194,11 +1201,13 @@ class _Uploader:
                 if wait <= 0 or wait > self.deadline - self.t.min_request - time.monotonic():
                     return
                 time.sleep(wait)
-            present = set(self.outbox._listing())
-            snapshot = [
-                n for n in snapshot if n in present and (n not in self.cache or self.cache[n])
-            ]
+            snapshot = self._left(snapshot)
         self.outbox.reset_sequence()
+
+    def _left(self, names: list[str]) -> list[str]:
+        """What still waits of `names` after a round, without listing the outbox again
+        (listing a backlog costs as much as its length, every time)."""
+        return self._sendable([n for n in names if n not in self.finished])
 
     def _sendable(self, names: list[str]) -> list[str]:
         """`names` less the entries that hold no message, among the first MAX_MESSAGES:
@@ -1326,6 +1335,7 @@ class _Uploader:
         return True
 
     def _done(self, names: list[str], *, sent: bool) -> None:
+        self.finished.update(names)
         for name in names:
             if sent:
                 self.outbox.mark_sent(name)
