@@ -753,6 +753,19 @@ def test_during_an_outage_the_capturing_process_keeps_the_outbox_within_the_cap(
     assert _names(_queued(work_dir))[0] == "m1000"
 
 
+def test_with_no_sender_at_work_the_capturing_process_applies_the_age_bound(
+    work_dir: Path,
+) -> None:
+    """No sender came (none could be started, say): the process filing prunes."""
+    for _ in range(10):
+        Outbox(work_dir, clock=_clock(-8 * DAY)).put(_message(SUCCEEDED, "me", command_name="old"))
+    outbox = Outbox(work_dir)
+    for i in range(990):  # the 1,000th entry has the bounds applied on a thread
+        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    wait_until(lambda: outbox.count() == 990)
+    assert "old" not in _names(_queued(work_dir))
+
+
 def test_a_backlog_past_ten_thousand_while_posthog_takes_everything_is_delivered_whole(
     posthog: FakePostHog, work_dir: Path, track: Track
 ) -> None:
@@ -786,6 +799,40 @@ def test_a_backlog_past_ten_thousand_is_delivered_whole_by_the_final_look(
     assert _names(posthog.command_events()) == [*backlog, "last"]
     assert posthog.statuses()[0] == 429
     _settled(work_dir)
+    assert outbox.count() == 0
+
+
+def test_entries_cleared_during_a_request_are_not_sent_from_the_senders_memory(
+    work_dir: Path,
+) -> None:
+    """`disable` then `enable` while PostHog takes the first of several batches: what was
+    cleared and not yet posted is never sent ("nothing recorded before it is sent after it").
+    The uploader itself, in this process, its request a function of the test's."""
+    from arcade_usage._outbox import run_sender, timings_from
+
+    destination = ("http://127.0.0.1:9", "phc_test")
+    outbox = Outbox(work_dir)
+    for i in range(7000):  # three batches and more
+        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"), destination)
+    posted: list[int] = []
+
+    def post(batch: list[dict[str, Any]], *, host: str, api_key: str, timeout: float) -> None:
+        posted.append(len(batch))
+        if len(posted) == 1:
+            disable_tracking()
+            enable_tracking()
+
+    run_sender(
+        outbox,
+        post=post,
+        default=destination,
+        started=time.monotonic(),
+        accept_fd=None,
+        take_accept=False,
+        timings=timings_from("linger=0.2"),  # a batch a second: not listed again meanwhile
+    )
+    assert len(posted) == 1
+    assert posted[0] < 7000
     assert outbox.count() == 0
 
 

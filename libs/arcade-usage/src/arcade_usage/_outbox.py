@@ -512,10 +512,10 @@ class Outbox:
         return name
 
     def _prune_aside(self) -> None:
-        """The bounds, applied by a capturing process during an outage, when no sender
-        comes to apply them (in transit, the sender does at its start)."""
+        """The bounds, applied by a capturing process unless a sender is at work (each
+        applies them as it starts): during an outage, or when none could be started."""
         try:
-            if self.outage():
+            if self.outage() or not self.upload_lock_held():
                 self.prune(sent_log=False)  # only senders add to it, and each prunes it first
         except OSError:
             pass
@@ -726,6 +726,14 @@ class Outbox:
             return None
         finally:
             os.close(fd)
+
+    def holds(self, name: str) -> bool:
+        """Whether entry `name` is still there (`usage disable` may have cleared it)."""
+        try:
+            os.lstat(self._path(name))
+        except OSError:
+            return False
+        return True
 
     def remove(self, name: str) -> None:
         """Delete entry `name` (the entry itself, never what a link would lead to)."""
@@ -1168,6 +1176,7 @@ class _Uploader:
         since = self.outbox.since_delivery()
         next_request = idle_since + (t.interval - since if 0 <= since < t.interval else 0.0)
         waiting = self._sendable(self.outbox.prune())
+        listed = time.monotonic()
         while not self.stopped:  # ACCEPTING
             now = time.monotonic()
             if waiting:
@@ -1182,13 +1191,17 @@ class _Uploader:
                     next_request = now + t.interval
                     idle_since = time.monotonic()  # the linger counts from after the request
                     waiting = self._left(waiting)
-                    if not self._backlog(waiting):  # listed again once it cannot fill a batch
+                    # Listed again once that cannot fill a batch, or every `interval` (what
+                    # came meanwhile for another destination gets its turn).
+                    if not self._backlog(waiting) or idle_since - listed >= t.interval:
                         waiting = self._sendable(self.outbox.names())
+                        listed = time.monotonic()
                     continue
                 if wait > self.deadline - t.min_request - now:
                     break  # a back-off beyond this life: what waits goes with a later sender
             time.sleep(t.poll)
             waiting = self._sendable(self.outbox.names())
+            listed = time.monotonic()
         # CLOSING: whoever found the lock held had filed its entry before; this sees it.
         accept.close()
         snapshot = self._sendable(self.outbox.names())
@@ -1280,6 +1293,9 @@ class _Uploader:
         for name in queue:
             entry = self._entry(name)
             if entry is None:
+                continue
+            if not self.outbox.holds(name):  # cleared meanwhile: not sent from memory
+                self.cache[name] = None
                 continue
             if batch and (size + entry[2] > BATCH_BYTES or len(batch) == limit):
                 break
