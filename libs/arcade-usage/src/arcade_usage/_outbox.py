@@ -88,7 +88,7 @@ if TYPE_CHECKING:
 MAX_MESSAGES = 10_000
 """What posthog's own client holds in memory: what the outbox keeps during an outage.
 
-Only then (`Outbox.outage`). While PostHog takes what it is sent, a backlog is in
+Only then (`Outbox._outage`). While PostHog takes what it is sent, a backlog is in
 transit, not undeliverable: several busy servers can file events faster than the
 one sender gets the CPU to post them (beside many threads in one cgroup, a process
 with one thread gets a small share), and their backlog may pass 10,000 without
@@ -515,7 +515,7 @@ class Outbox:
         """The bounds, applied by a capturing process unless a sender is at work (each
         applies them as it starts): during an outage, or when none could be started."""
         try:
-            if self.outage() or not self.upload_lock_held():
+            if self._outage() or not self.upload_lock_held():
                 self.prune(sent_log=False)  # only senders add to it, and each prunes it first
         except OSError:
             pass
@@ -727,7 +727,7 @@ class Outbox:
         finally:
             os.close(fd)
 
-    def holds(self, name: str) -> bool:
+    def _holds(self, name: str) -> bool:
         """Whether entry `name` is still there (`usage disable` may have cleared it)."""
         try:
             os.lstat(self._path(name))
@@ -776,11 +776,11 @@ class Outbox:
         """Apply the bounds; returns the entries that remain, in order.
 
         The newest MAX_BYTES by size, and during an outage the newest MAX_MESSAGES by
-        order; none dated more than
-        MAX_AGE_SECONDS away from now in either direction (a date in the future means
-        the clock was wrong then or is now: it cannot keep an entry forever). Aliases
-        are few and small, and dropping one would split a person: they stay. Temp
-        files of writers killed mid-write go after an hour. The sent log too (`sent_log`).
+        order; none dated more than MAX_AGE_SECONDS away from now in either direction (a
+        date in the future means the clock was wrong then or is now: it cannot keep an
+        entry forever). Aliases are few and small, and dropping one would split a person:
+        they stay. Temp files of writers killed mid-write go after an hour. The sent log
+        too (`sent_log`).
         """
         now = self._clock()
         listing = self._listing()
@@ -791,7 +791,7 @@ class Outbox:
             else:
                 keep.append(name)
         total, kept = 0, list[str]()
-        most = MAX_MESSAGES if self.outage() else len(keep)
+        most = MAX_MESSAGES if self._outage() else len(keep)
         known, sizes = self._place.sizes, {}  # entries never change: each is sized once
         for name in reversed(keep):
             if not name[:-5].endswith(_ALIAS_MARK):
@@ -925,7 +925,7 @@ class Outbox:
             return 0.0
         return left if 0 < left <= delay <= MAX_BACKOFF_SECONDS else 0.0
 
-    def outage(self) -> bool:
+    def _outage(self) -> bool:
         """Whether delivery fails for good and all: a failed request's back-off, still
         running, longer than a sender waits out (a hiccup, a short `Retry-After` is none;
         neither is the record of a destination no longer failing, or no longer used)."""
@@ -1294,7 +1294,7 @@ class _Uploader:
             entry = self._entry(name)
             if entry is None:
                 continue
-            if not self.outbox.holds(name):  # cleared meanwhile: not sent from memory
+            if not self.outbox._holds(name):  # cleared meanwhile: not sent from memory
                 self.cache[name] = None
                 continue
             if batch and (size + entry[2] > BATCH_BYTES or len(batch) == limit):
