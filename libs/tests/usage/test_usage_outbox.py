@@ -161,6 +161,14 @@ def _message(event: str, distinct_id: str, /, **properties: Any) -> Any:
     }
 
 
+def _file_many(outbox: Outbox, count: int, destination: tuple[str, str] | None = None) -> list[str]:
+    """File `count` command events named m0, m1...; returns those names, in order."""
+    names = [f"m{i}" for i in range(count)]
+    for name in names:
+        outbox.put(_message(SUCCEEDED, "me", command_name=name), destination)
+    return names
+
+
 # -- refusals ----------------------------------------------------------------------------
 
 
@@ -714,8 +722,7 @@ def test_during_an_outage_the_cap_keeps_the_newest_ten_thousand_by_order_not_by_
     first = _message(SUCCEEDED, "me", command_name="first, clock ahead")
     Outbox(work_dir, clock=_clock(6 * DAY)).put(first)
     outbox = Outbox(work_dir)
-    for i in range(9997):
-        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    _file_many(outbox, 9997)
     last = _message(SUCCEEDED, "me", command_name="last, clock behind")
     Outbox(work_dir, clock=_clock(-6 * DAY)).put(last)
     # (The 10,000th is filed by today's clock: the one that files it prunes, by its clock.)
@@ -747,8 +754,7 @@ def test_during_an_outage_the_capturing_process_keeps_the_outbox_within_the_cap(
     outbox = Outbox(work_dir)
     outbox.prepare()
     outbox.back_off(retry_after=600)
-    for i in range(11_000):
-        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    _file_many(outbox, 11_000)
     wait_until(lambda: outbox.count() == 10_000)  # pruned on a thread of its own
     assert _names(_queued(work_dir))[0] == "m1000"
 
@@ -760,8 +766,7 @@ def test_with_no_sender_at_work_the_capturing_process_applies_the_age_bound(
     for _ in range(10):
         Outbox(work_dir, clock=_clock(-8 * DAY)).put(_message(SUCCEEDED, "me", command_name="old"))
     outbox = Outbox(work_dir)
-    for i in range(990):  # the 1,000th entry has the bounds applied on a thread
-        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+    _file_many(outbox, 990)  # the 1,000th entry has the bounds applied on a thread
     wait_until(lambda: outbox.count() == 990)
     assert "old" not in _names(_queued(work_dir))
 
@@ -771,9 +776,7 @@ def test_a_backlog_past_ten_thousand_while_posthog_takes_everything_is_delivered
 ) -> None:
     """Busy servers can file faster than the sender gets the CPU to post: late, not lost."""
     outbox = Outbox(work_dir)
-    backlog = [f"m{i}" for i in range(10_050)]
-    for name in backlog:
-        outbox.put(_message(SUCCEEDED, "me", command_name=name))
+    backlog = _file_many(outbox, 10_050)
     track("last")
 
     wait_until(lambda: len(posthog.command_events()) == len(backlog) + 1, timeout=40)
@@ -789,9 +792,7 @@ def test_a_backlog_past_ten_thousand_is_delivered_whole_by_the_final_look(
     """PostHog asks to wait 5 s: the sender stops accepting before it may post, so what
     waits goes in its final look, every entry of it, the last command's included."""
     outbox = Outbox(work_dir)
-    backlog = [f"m{i}" for i in range(10_050)]
-    for name in backlog:
-        outbox.put(_message(SUCCEEDED, "me", command_name=name))
+    backlog = _file_many(outbox, 10_050)
     posthog.rate_limit(1, "5")
     track("last")
 
@@ -812,8 +813,7 @@ def test_entries_cleared_during_a_request_are_not_sent_from_the_senders_memory(
 
     destination = ("http://127.0.0.1:9", "phc_test")
     outbox = Outbox(work_dir)
-    for i in range(7000):  # three batches and more
-        outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"), destination)
+    _file_many(outbox, 7000, destination)  # three batches and more
     posted: list[int] = []
 
     def post(batch: list[dict[str, Any]], *, host: str, api_key: str, timeout: float) -> None:
@@ -848,8 +848,7 @@ def test_a_capture_from_a_signal_handler_amid_a_capture_files_both(work_dir: Pat
     previous = signal.signal(signal.SIGPROF, handler)
     signal.setitimer(signal.ITIMER_PROF, 0.0002, 0.0002)  # every 0.2 ms of CPU
     try:
-        for i in range(2000):
-            outbox.put(_message(SUCCEEDED, "me", command_name=f"m{i}"))
+        _file_many(outbox, 2000)
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, previous)
