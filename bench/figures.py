@@ -636,6 +636,19 @@ def _busy_cpu(scenario: str, key: str) -> Compute:
     return compute
 
 
+def _busy_senders_cpu(scenario: str, key: str) -> Compute:
+    """The detached senders' part of `_busy_cpu` (posthog's client has none)."""
+
+    def compute(s: Samples, side: str) -> Cell | None:
+        runs = _busy_runs(s, side, scenario, key)
+        values = [r["senders_cpu"] for r in runs if "senders_cpu" in r]
+        if not values or side != "ours":
+            return None
+        return med(values), spread(values, cpu)
+
+    return compute
+
+
 def _busy_call(scenario: str, key: str, q: float) -> Compute:
     def compute(s: Samples, side: str) -> Cell | None:
         calls = [c for r in _busy_runs(s, side, scenario, key) for c in r["call_ms"]]
@@ -720,6 +733,10 @@ BUSY = Table(
             "  same, CPU of every process, minus the driver tracking nothing",
             _busy_cpu("busy", "threads"),
             Target(1.5, cpu, relative_to="posthog"),
+        ),
+        Figure(
+            "  same, of which the detached senders (informational)",
+            _busy_senders_cpu("busy", "threads"),
         ),
         Figure(
             "  same, events delivered exactly once (worst run)",

@@ -62,6 +62,7 @@ def drive(
         count, duplicates = delivered(posthog)
         return {
             "cpu": result.cpu + sum(o.cpu for o in orphans),
+            "senders_cpu": sum(o.cpu for o in orphans),
             "call_ms": report["call_ms"],
             "traffic_s": report["traffic_s"],
             "events": report["events"],
@@ -76,8 +77,9 @@ def drive(
 
 def measure(lab: Lab, sides: list[Side]) -> dict[str, dict[str, Any]]:
     """Per side (`ours`, `posthog`, `baseline`): per shape (`processes`, `threads`), a
-    list of run records (`cpu`, `call_ms`, `traffic_s`, `events`, `hung`, `settled_s`,
-    `requests`, `delivered`, `duplicates`, `processes`)."""
+    list of run records (`cpu`, `senders_cpu` (the detached senders' part of it),
+    `call_ms`, `traffic_s`, `events`, `hung`, `settled_s`, `requests`, `delivered`,
+    `duplicates`, `processes`)."""
     ours = next(s for s in sides if s.name == "ours")
     runners = [("baseline", "none"), ("ours", "ours"), ("posthog", "posthog")]
     samples: dict[str, dict[str, Any]] = {name: {s: [] for s in SHAPES} for name, _ in runners}

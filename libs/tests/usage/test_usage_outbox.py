@@ -657,6 +657,45 @@ def test_sequence_numbers_of_any_length_keep_the_order(
     assert _names(posthog.command_events()) == [f"cmd.{i}" for i in range(5)]
 
 
+def test_an_entry_caught_mid_write_is_neither_sent_nor_dropped_nor_in_the_way(
+    posthog: FakePostHog, work_dir: Path, track: Track
+) -> None:
+    """An entry is created under its name, then written: a sender may list it between the
+    two (its writer preempted, stopped, or killed there). Such an entry is left for its
+    writer and holds nothing back; once written it goes like any other; one still empty
+    an hour on was a writer's killed mid-write, and is dropped."""
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    directory = Path(outbox.directory)
+    token = uuid.uuid4().hex
+    writing = directory / f"000000000000-{int(time.time())}-{token}.json"
+    writing.touch(mode=0o600)  # numbered first: created, not written yet
+    killed = directory / f"000000000000-{int(time.time())}-{uuid.uuid4().hex}.json"
+    killed.touch(mode=0o600)
+    an_hour_ago = time.time() - 3700
+    os.utime(killed, (an_hour_ago, an_hour_ago))
+
+    track("after.1")
+    track("after.2")
+    wait_until(lambda: len(posthog.command_events()) == 2, timeout=8)
+    _settled(work_dir)
+    assert _names(posthog.command_events()) == ["after.1", "after.2"]
+    assert writing.read_bytes() == b""  # left to its writer
+    assert not killed.exists()
+
+    # The writer goes on: its entry is delivered by the next sender, as written.
+    message = _message(SUCCEEDED, "me", command_name="written.late")
+    entry = {"host": posthog.url, "api_key": "phc_test", "message": message}
+    with writing.open("ab") as f:
+        f.write(json.dumps(entry).encode())
+    track("after.3")
+    wait_until(lambda: len(posthog.command_events()) == 4, timeout=8)
+    assert sorted(_names(posthog.command_events())[2:]) == ["after.3", "written.late"]
+    assert [m["uuid"] for m in posthog.messages if m["uuid"] == message["uuid"]] == [
+        message["uuid"]
+    ]
+
+
 def test_a_symlink_put_in_place_of_the_sent_log_is_never_followed(
     work_dir: Path, tmp_path: Path
 ) -> None:

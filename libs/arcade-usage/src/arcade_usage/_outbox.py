@@ -5,8 +5,10 @@ files and starts, `_sender` is the process, `_posthog` makes one request.
 
 Files in `.arcade/usage_outbox/`:
 
-- `<seq>-<queued>-<token>[-a].json`: one entry, written whole (temp file, rename)
-  by the capturing process itself before anything else happens. It holds
+- `<seq>-<queued>-<token>[-a].json`: one entry, created under its name and written
+  in one go by the capturing process itself before anything else happens (a
+  reader takes one that does not decode yet for one being written: it is left
+  alone for an hour, then dropped as a writer's killed mid-write). It holds
   `{"host", "api_key", "message"}`: the message exactly as PostHog will get it,
   and the destination of the process that captured it. `seq` comes from an
   append to `.seq` (its new length): the order of delivery, shared by every
@@ -106,6 +108,9 @@ SEQ_RESET_BYTES = 1 << 20
 PRUNE_EVERY = 1000
 """Every this many entries, the capturing process applies the bounds on a thread of its own."""
 SENT_MAX_BYTES = 8 * 1024 * 1024
+UNFINISHED_SECONDS = 3600
+"""An entry that holds no message is taken for one being written this long (its writer
+may be stopped mid-write), then dropped; a temp file left by an older version too."""
 
 _SEQ = ".seq"
 _ACCEPT = ".accept.lock"
@@ -395,6 +400,7 @@ class Outbox:
 
             directory = arcade_dir(work_dir) / OUTBOX_DIR
         self.directory = os.path.abspath(directory)
+        self._prefix = os.path.join(self.directory, "")
         self._clock = clock
         self.lock_kind = lock_kind(platform)
         self.hands_lock = hands_lock_to_child(platform)
@@ -407,7 +413,7 @@ class Outbox:
         return f"Outbox({self.directory!r})"
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
+        return self._prefix + name  # `name` is a plain file name (os.path.join costs more)
 
     # -- the directory -------------------------------------------------------------------
 
@@ -502,7 +508,7 @@ class Outbox:
             with self._place.filing:
                 seq = self._next_seq()
                 name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
-                _write_new(self._path(name), data, durable=durable, unique=True)
+                _write_entry(self._path(name), data, durable=durable)
         except OSError:
             self._place.checked = False  # look at the directory again next time
             raise
@@ -703,9 +709,19 @@ class Outbox:
         if data is None:
             return None
         found = _decode(data)
-        if found is None:
+        if found is None and not self._unfinished(name):
             self.remove(name)
         return found
+
+    def _unfinished(self, name: str) -> bool:
+        """Whether entry `name`, which holds no message, may be one still being written:
+        a regular file that is not too large, dated within the hour (either way)."""
+        try:
+            info = os.lstat(self._path(name))
+        except OSError:
+            return False
+        young = abs(self._clock() - info.st_mtime) < UNFINISHED_SECONDS
+        return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_ENTRY_BYTES and young
 
     def _read_bytes(self, name: str) -> bytes | None:
         try:
@@ -718,9 +734,10 @@ class Outbox:
                 return None  # not ours: left alone
             if info.st_size > MAX_ENTRY_BYTES:
                 return b""
-            chunks = []
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
+            data = os.read(fd, info.st_size + 1)  # the whole of it, in one call
+            chunks = [data]
+            while len(data) > info.st_size and (chunk := os.read(fd, 1 << 16)):
+                chunks.append(chunk)  # it grew meanwhile: read to its end
             return b"".join(chunks)
         except OSError:
             return None
@@ -803,7 +820,8 @@ class Outbox:
                 if len(kept) >= most or total > MAX_BYTES:
                     self.remove(name)
                     continue
-                sizes[name] = size
+                if size:  # an empty one is being written: sized again next time
+                    sizes[name] = size
             kept.append(name)
         for name in listing:
             if name.startswith(".") and name.endswith(".tmp"):
@@ -811,7 +829,7 @@ class Outbox:
                     age = now - os.lstat(self._path(name)).st_mtime
                 except OSError:
                     continue
-                if abs(age) > 3600:
+                if abs(age) > UNFINISHED_SECONDS:
                     self.remove(name)
         self._place.sizes = sizes
         if sent_log:
@@ -1234,6 +1252,8 @@ class _Uploader:
             data = self.outbox._read_bytes(name)
             found = _decode(data) if data is not None else None
             if found is None:
+                if data is not None and self.outbox._unfinished(name):
+                    return None  # being written: read again at the next listing
                 if data is not None:
                     self.outbox.remove(name)  # ours, holding no message
                 self.cache[name] = None
@@ -1417,33 +1437,31 @@ def _displace(path: str) -> None:
         pass
 
 
-def _write_new(path: str, data: bytes, *, durable: bool, unique: bool = False) -> None:
-    """Write `path` whole or not at all: a temp file beside it, then a rename.
+def _write_entry(path: str, data: bytes, *, durable: bool) -> None:
+    """Create entry `path` and write it in one go; nothing is left there if that fails.
 
-    `unique`: no other writer ever writes `path` (an entry's name), so its temp file is
-    named after it, without drawing a random name, unless that name is taken.
+    No temp file and rename (half of what filing costs): a reader takes an entry that
+    does not decode for one being written (`Outbox._unfinished`).
     """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY, 0o600)
+    try:
+        _write_all(fd, data, durable=durable)
+    except BaseException:
+        try:  # noqa: SIM105 - no contextlib on the capture path
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def _write_new(path: str, data: bytes, *, durable: bool) -> None:
+    """Write `path` whole or not at all: a temp file beside it, then a rename."""
     directory, name = os.path.split(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
-    fd = -1
-    if unique:
-        tmp = os.path.join(directory, f".{name}.tmp")
-        try:  # noqa: SIM105 - no contextlib on the capture path
-            fd = os.open(tmp, flags, 0o600)
-        except OSError:  # left by a writer killed mid-write (Windows: being deleted)
-            pass
-    if fd < 0:
-        tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
-        fd = os.open(tmp, flags, 0o600)
+    tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, flags, 0o600)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_all(fd, data, durable=durable)
         os.replace(tmp, path)
     except BaseException:
         try:  # noqa: SIM105 - no contextlib on the capture path
@@ -1451,3 +1469,15 @@ def _write_new(path: str, data: bytes, *, durable: bool, unique: bool = False) -
         except OSError:
             pass
         raise
+
+
+def _write_all(fd: int, data: bytes, *, durable: bool) -> None:
+    """Write `data` to `fd` (fsynced if `durable`), then close it."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
