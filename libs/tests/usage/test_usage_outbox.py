@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -699,20 +698,50 @@ def test_an_entry_caught_mid_write_is_neither_sent_nor_dropped_nor_in_the_way(
 def test_a_symlink_put_in_place_of_the_sent_log_is_never_followed(
     work_dir: Path, tmp_path: Path
 ) -> None:
-    """`sent/` replaced by a link to a directory of the user's after one delivery: the
-    next delivered entry goes neither there nor back to waiting."""
+    """`sent.log` replaced by a link to a file of the user's after one delivery: the next
+    delivery writes neither there nor through it, and the log goes on beside."""
     outbox = Outbox(work_dir)
-    first, second = (outbox.put(_message(SUCCEEDED, "me", command_name=n)) for n in "ab")
-    outbox.mark_sent(first)
-    sent = Path(outbox.directory) / "sent"
-    assert [p.name for p in sent.iterdir()] == [first]
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    shutil.rmtree(sent)
-    sent.symlink_to(elsewhere, target_is_directory=True)
-    outbox.mark_sent(second)
-    assert list(elsewhere.iterdir()) == []
-    assert outbox.names() == []
+    outbox.prepare()
+    first, second = (_message(SUCCEEDED, "me", command_name=n) for n in "ab")
+    outbox.log_sent([first])
+    sent = Path(outbox.directory) / "sent.log"
+    assert [json.loads(line)["messages"] for line in sent.read_bytes().splitlines()] == [[first]]
+    users = tmp_path / "users-file"
+    users.write_bytes(b"three years of work")
+    sent.unlink()
+    sent.symlink_to(users)
+    outbox.log_sent([second])
+    assert users.read_bytes() == b"three years of work"
+    assert not sent.is_symlink()
+    assert [m for sent_, m in outbox.log() if sent_] == [second]
+
+
+def test_the_sent_log_stays_within_its_bound_and_shows_the_newest_first(work_dir: Path) -> None:
+    """What `arcade usage log` reads: appended a batch at a time, never past its byte bound
+    however much is sent, newest first; an older version's `sent/` is removed."""
+    from arcade_usage._outbox import SENT_MAX_BYTES
+
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    legacy = Path(outbox.directory) / "sent"
+    legacy.mkdir()
+    (legacy / f"000000000001-{int(time.time())}-abcdef.json").write_text("{}")
+    padding = "x" * 2000
+    sent = 0
+    while sent * 2000 < 3 * SENT_MAX_BYTES:  # three times the bound, in batches of 100
+        batch = [
+            _message(SUCCEEDED, "me", command_name=f"c{sent + i}", pad=padding) for i in range(100)
+        ]
+        outbox.log_sent(batch)
+        sent += 100
+    outbox.prune()
+    files = [p for p in Path(outbox.directory).iterdir() if p.name.startswith("sent")]
+    assert sorted(p.name for p in files) == ["sent.log", "sent.log.1"]
+    assert sum(p.stat().st_size for p in files) <= SENT_MAX_BYTES + 100 * 3000
+    shown = [m["properties"]["command_name"] for was_sent, m in outbox.log() if was_sent]
+    assert shown[0] == f"c{sent - 1}"
+    assert shown == [f"c{i}" for i in range(sent - 1, sent - 1 - len(shown), -1)]
+    assert len(shown) > SENT_MAX_BYTES // 2 // 2500
 
 
 # -- a clock set forward and back --------------------------------------------------------

@@ -20,7 +20,10 @@ Files in `.arcade/usage_outbox/`:
 - `.handover.lock`: Windows only; see below.
 - `.backoff`: per destination, `{"until", "delay", "failures"}` after a failed
   request; `"pending": true` while a request is in flight.
-- `sent/`: delivered entries, kept 7 days (bounded in bytes) for `arcade usage log`.
+- `sent.log`, `sent.log.1`: what was delivered (`{"sent", "messages"}`, a line a
+  request), for `arcade usage log`: appended by the uploader; past half of
+  SENT_MAX_BYTES it becomes `sent.log.1` (the older one dropped); kept 7 days.
+  (`sent/`, a file per event, was an older version's: it is removed.)
 
 Liveness comes from the kernel: a lock is held by a live process or not held.
 No date, heartbeat or pid says who is at work.
@@ -117,7 +120,9 @@ _ACCEPT = ".accept.lock"
 _UPLOAD = ".upload.lock"
 _HANDOVER = ".handover.lock"
 _BACKOFF = ".backoff"
-_SENT = "sent"
+_SENT = "sent.log"
+_SENT_OLDER = "sent.log.1"
+_SENT_DIR = "sent"  # an older version's sent log: a file per event
 _ALIAS_MARK = "-a"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -723,7 +728,9 @@ class Outbox:
         young = abs(self._clock() - info.st_mtime) < UNFINISHED_SECONDS
         return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_ENTRY_BYTES and young
 
-    def _read_bytes(self, name: str) -> bytes | None:
+    def _read_bytes(self, name: str, limit: int = MAX_ENTRY_BYTES) -> bytes | None:
+        """File `name`'s bytes: None if it is gone or not a regular file, empty if it is
+        larger than `limit`."""
         try:
             fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
         except OSError:
@@ -732,7 +739,7 @@ class Outbox:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None  # not ours: left alone
-            if info.st_size > MAX_ENTRY_BYTES:
+            if info.st_size > limit:
                 return b""
             data = os.read(fd, info.st_size + 1)  # the whole of it, in one call
             chunks = [data]
@@ -760,34 +767,39 @@ class Outbox:
             except OSError:
                 pass
 
-    def mark_sent(self, name: str) -> None:
-        """Move a delivered entry to `sent/` (the log a user can read), or drop it."""
+    def log_sent(self, batch: list[Message]) -> None:
+        """Add what PostHog took to the sent log (written by the uploader alone, under its
+        lock): one write, whatever the batch's size."""
+        import json
+
+        record = {"sent": self._clock(), "messages": batch}
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
         try:
-            os.replace(self._path(name), os.path.join(self._sent_dir(), name))
+            fd = self._open_own(_SENT, os.O_WRONLY | os.O_APPEND)
         except OSError:
-            self.remove(name)
+            return  # the log is for the user to read: delivery does not depend on it
+        try:
+            _write_all(fd, line.encode(), durable=False, close=False)
+            full = os.fstat(fd).st_size > SENT_MAX_BYTES // 2
+        except OSError:
+            full = False
+        finally:
+            os.close(fd)
+        if full:
+            try:  # noqa: SIM105 - no contextlib here
+                os.replace(self._path(_SENT), self._path(_SENT_OLDER))
+            except OSError:
+                pass
 
     def since_delivery(self) -> float:
-        """Seconds since the last delivery (the sent log's date); infinite when unknown."""
-        try:
-            return self._clock() - os.lstat(self._path(_SENT)).st_mtime
-        except OSError:
-            return float("inf")
-
-    def _sent_dir(self) -> str:
-        """`sent/`, made if need be; never followed when something else is in its place."""
-        path = self._path(_SENT)
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            try:  # noqa: SIM105 - no contextlib here
-                os.mkdir(path, 0o700)
-            except FileExistsError:
+        """Seconds since the last delivery (the sent log's date, or its older part's just
+        after a rotation); infinite when unknown."""
+        for name in (_SENT, _SENT_OLDER):
+            try:
+                return self._clock() - os.lstat(self._path(name)).st_mtime
+            except OSError:
                 pass
-            info = os.lstat(path)
-        if not stat.S_ISDIR(info.st_mode):
-            raise OutboxUnavailableError(f"{path} is not a directory")
-        return path
+        return float("inf")
 
     def prune(self, *, sent_log: bool = True) -> list[str]:
         """Apply the bounds; returns the entries that remain, in order.
@@ -837,39 +849,43 @@ class Outbox:
         return kept[::-1]
 
     def _prune_sent(self, now: float) -> None:
-        path = self._path(_SENT)
+        """The sent log's bounds: a part last written more than 7 days ago goes (the lines
+        of a younger one are read by their own dates). An older version's `sent/` goes."""
+        for name in (_SENT_OLDER, _SENT):
+            try:
+                info = os.lstat(self._path(name))
+                if stat.S_ISREG(info.st_mode) and abs(now - info.st_mtime) > MAX_AGE_SECONDS:
+                    os.unlink(self._path(name))
+            except OSError:
+                pass
+        self._drop_sent_dir()
+
+    def _drop_sent_dir(self) -> None:
+        """Delete an older version's `sent/` (its regular files, then it), if it is a real
+        directory: what a link would lead to is never touched."""
+        path = self._path(_SENT_DIR)
         try:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 return
             with os.scandir(path) as found:
-                entries = [(e.name, e.stat(follow_symlinks=False)) for e in found]
+                for entry in found:
+                    if entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+            os.rmdir(path)
         except OSError:
-            return
-        entries.sort(key=lambda e: e[1].st_mtime, reverse=True)
-        total = 0
-        for name, info in entries:
-            total += info.st_size
-            old = abs(now - info.st_mtime) > MAX_AGE_SECONDS
-            if (old or total > SENT_MAX_BYTES) and stat.S_ISREG(info.st_mode):
-                try:  # noqa: SIM105
-                    os.unlink(os.path.join(path, name))
-                except OSError:
-                    pass
+            pass
 
     def clear(self) -> int:
         """Drop every entry waiting, and the sent log; returns how many were waiting."""
         names = self.names()
         for name in names:
             self.remove(name)
-        path = self._path(_SENT)
-        try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):
-                with os.scandir(path) as found:
-                    for entry in found:
-                        if entry.is_file(follow_symlinks=False):
-                            os.unlink(entry.path)
-        except OSError:
-            pass
+        for name in (_SENT, _SENT_OLDER):
+            try:  # noqa: SIM105 - no contextlib here
+                os.unlink(self._path(name))  # a link itself, never what it leads to
+            except OSError:
+                pass
+        self._drop_sent_dir()
         return len(names)
 
     def log(self) -> list[tuple[bool, Message]]:
@@ -879,17 +895,25 @@ class Outbox:
             message = self.read(name)
             if message is not None:
                 found.append((1, position, False, message))
-        path = self._path(_SENT)
-        try:
-            with os.scandir(path) as listing:
-                sent = [(e.stat(follow_symlinks=False).st_mtime, e.name) for e in listing]
-        except OSError:
-            sent = []
-        for when, name in sent:
-            data = self._read_bytes(os.path.join(_SENT, name))
-            decoded = _decode(data) if data else None
-            if decoded is not None:
-                found.append((0, when, True, decoded[1]))
+        import json
+
+        from arcade_usage._events import is_message
+
+        now, position = self._clock(), 0
+        for name in (_SENT_OLDER, _SENT):
+            data = self._read_bytes(name, limit=SENT_MAX_BYTES)
+            for line in (data or b"").splitlines():
+                try:
+                    record = json.loads(line)
+                    when, messages = float(record["sent"]), list(record["messages"])
+                except (ValueError, TypeError, KeyError, RecursionError):
+                    continue  # a line a crash cut short
+                if abs(now - when) > MAX_AGE_SECONDS:
+                    continue
+                for message in messages:
+                    position += 1
+                    if is_message(message):
+                        found.append((0, position, True, message))
         found.sort(key=lambda f: (f[0], f[1]), reverse=True)
         return [(f[2], f[3]) for f in found]
 
@@ -1349,7 +1373,7 @@ class _Uploader:
             self.post(batch, host=destination[0], api_key=destination[1], timeout=timeout)
         except MessageRefusedError as exc:
             if len(batch) == 1 or exc.status in (401, 403):
-                self._done(names, sent=False)
+                self._done(names)
                 outbox._settle(destination)
                 return True
             half = len(batch) // 2
@@ -1366,18 +1390,18 @@ class _Uploader:
                 timed_out=getattr(exc, "timed_out", False),
             )
             return False
-        self._done(names, sent=True)
+        self._done(names, batch)
         outbox._settle(destination)
         return True
 
-    def _done(self, names: list[str], *, sent: bool) -> None:
+    def _done(self, names: list[str], delivered: list[Message] | None = None) -> None:
+        """`names` are done with: `delivered` (as posted), or refused for good."""
         self.finished.update(names)
         for name in names:
-            if sent:
-                self.outbox.mark_sent(name)
-            else:
-                self.outbox.remove(name)
+            self.outbox.remove(name)
             self.cache.pop(name, None)
+        if delivered:
+            self.outbox.log_sent(delivered)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -1471,8 +1495,8 @@ def _write_new(path: str, data: bytes, *, durable: bool) -> None:
         raise
 
 
-def _write_all(fd: int, data: bytes, *, durable: bool) -> None:
-    """Write `data` to `fd` (fsynced if `durable`), then close it."""
+def _write_all(fd: int, data: bytes, *, durable: bool, close: bool = True) -> None:
+    """Write `data` to `fd` (fsynced if `durable`), then close it (unless not `close`)."""
     try:
         view = memoryview(data)
         while view:
@@ -1480,4 +1504,5 @@ def _write_all(fd: int, data: bytes, *, durable: bool) -> None:
         if durable:
             os.fsync(fd)
     finally:
-        os.close(fd)
+        if close:
+            os.close(fd)
