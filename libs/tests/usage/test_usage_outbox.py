@@ -744,6 +744,101 @@ def test_the_sent_log_stays_within_its_bound_and_shows_the_newest_first(work_dir
     assert len(shown) > SENT_MAX_BYTES // 2 // 2500
 
 
+def test_the_sent_log_keeps_seven_days_on_disk_while_deliveries_go_on(work_dir: Path) -> None:
+    """A delivery a day for three weeks, each sender pruning as it starts: what is on disk,
+    not only what `usage log` shows, is never much older than seven days, and the last
+    seven days are all there."""
+    start = time.time()
+    now = [start]
+    outbox = Outbox(work_dir, clock=lambda: now[0])
+    outbox.prepare()
+    sent = Path(outbox.directory) / "sent.log"
+    for day in range(21):
+        now[0] = start + day * DAY
+        outbox.prune()
+        outbox.log_sent([_message(SUCCEEDED, "me", command_name=f"day.{day}")])
+        os.utime(sent, (now[0], now[0]))  # the file's date, as days really passing give it
+        on_disk = [json.loads(line)["sent"] for line in sent.read_bytes().splitlines()]
+        assert now[0] - min(on_disk) <= 7 * DAY + 3600, f"day {day}"
+    shown = [m["properties"]["command_name"] for was_sent, m in outbox.log() if was_sent]
+    assert shown == [f"day.{d}" for d in range(20, 12, -1)]
+
+
+def test_a_line_of_the_sent_log_cut_short_spoils_only_itself(work_dir: Path) -> None:
+    """A crash (or a full disk) mid-line: the next delivery is logged on a line of its own."""
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    first, second, third = (_message(SUCCEEDED, "me", command_name=n) for n in "abc")
+    outbox.log_sent([first])
+    sent = Path(outbox.directory) / "sent.log"
+    line = sent.read_bytes()
+    outbox.log_sent([second])
+    sent.write_bytes(line + sent.read_bytes()[len(line) :][:40])  # `second` cut short
+    outbox.log_sent([third])
+    assert [m for was_sent, m in outbox.log() if was_sent] == [third, first]
+
+
+def test_a_message_no_utf8_can_hold_is_logged_as_sent_without_raising(work_dir: Path) -> None:
+    """An entry of foreign make may hold a lone surrogate: the log takes it (ASCII lines)."""
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    odd = _message(SUCCEEDED, "me", command_name="odd\udce9")
+    outbox.log_sent([odd])
+    assert [m for was_sent, m in outbox.log() if was_sent] == [odd]
+
+
+def test_a_directory_in_place_of_the_older_sent_log_does_not_unbound_it(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sent.log.1` made a directory: rotation moves it aside and goes on; the bound holds."""
+    import arcade_usage._outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "SENT_MAX_BYTES", 20_000)
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    directory = Path(outbox.directory)
+    (directory / "sent.log.1").mkdir()
+    (directory / "sent.log.1" / "kept").write_text("the user's")
+    for i in range(60):
+        outbox.log_sent([_message(SUCCEEDED, "me", command_name=f"c{i}", pad="x" * 800)])
+    assert (directory / "sent.log.1").is_file()
+    parts = [p for p in (directory / "sent.log", directory / "sent.log.1") if p.exists()]
+    assert sum(p.stat().st_size for p in parts) <= 20_000 + 2000
+    moved = [p for p in directory.iterdir() if p.name.startswith("sent.log.1.")]
+    assert [(p / "kept").read_text() for p in moved] == ["the user's"]
+    shown = [m["properties"]["command_name"] for was_sent, m in outbox.log() if was_sent]
+    assert shown[:3] == ["c59", "c58", "c57"]
+
+
+def test_an_entry_removed_while_its_writer_was_stopped_is_filed_again(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stopped between creating its entry and writing it for over an hour (or a
+    clock that jumped): a reader drops the empty entry as abandoned. The writer, back,
+    files the message again under a new number rather than into the removed file."""
+    import arcade_usage._outbox as outbox_module
+
+    real_write_all = outbox_module._write_all
+    stalls = [1]
+
+    def write_after_a_reader_took_it(fd: int, data: bytes, *, durable: bool) -> None:
+        if stalls:
+            stalls.pop()
+            (name,) = Outbox(work_dir).names()
+            an_hour_ago = time.time() - 3700
+            os.utime(Path(Outbox(work_dir).directory) / name, (an_hour_ago, an_hour_ago))
+            assert Outbox(work_dir).read(name) is None  # the reader's look: dropped
+            assert Outbox(work_dir).names() == []
+        real_write_all(fd, data, durable=durable)
+
+    monkeypatch.setattr(outbox_module, "_write_all", write_after_a_reader_took_it)
+    message = _message(SUCCEEDED, "me", command_name="stalled")
+    outbox = Outbox(work_dir)
+    name = outbox.put(message)
+    assert outbox.names() == [name]
+    assert outbox.read(name) == message
+
+
 # -- a clock set forward and back --------------------------------------------------------
 
 

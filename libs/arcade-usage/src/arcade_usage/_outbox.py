@@ -113,7 +113,8 @@ PRUNE_EVERY = 1000
 SENT_MAX_BYTES = 8 * 1024 * 1024
 UNFINISHED_SECONDS = 3600
 """An entry that holds no message is taken for one being written this long (its writer
-may be stopped mid-write), then dropped; a temp file left by an older version too."""
+may be stopped mid-write), then dropped (its writer, if it comes back, files it again);
+a temp file left behind too."""
 
 _SEQ = ".seq"
 _ACCEPT = ".accept.lock"
@@ -453,11 +454,13 @@ class Outbox:
             return False
         return True
 
-    def _open_own(self, name: str, flags: int) -> int:
+    def _open_own(self, name: str, flags: int, *, discard: bool = False) -> int:
         """Open bookkeeping file `name` as a regular file of ours, creating it if need be.
 
         Anything else found under that name (a symlink, a FIFO, a directory, a file we
-        cannot open) is moved aside, never followed, read or deleted, and ours made.
+        cannot open) is moved aside, never followed, read or deleted, and ours made. With
+        `discard` (what was there is ours to lose, as the sent log is), it is removed
+        rather than moved aside: a link, never what it leads to; a directory is moved.
         """
         path = self._path(name)
         flags |= os.O_CREAT | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC
@@ -469,14 +472,14 @@ class Outbox:
             except OSError:
                 if attempt or not self.usable():
                     raise
-                _displace(path)
+                (_discard if discard else _displace)(path)
                 continue
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 return fd
             os.close(fd)
             if attempt:
                 break
-            _displace(path)
+            (_discard if discard else _displace)(path)
         raise OutboxUnavailableError(f"{path} is not a regular file")
 
     # -- filing (the capture's side) -----------------------------------------------------
@@ -511,9 +514,13 @@ class Outbox:
         self.prepare()
         try:
             with self._place.filing:
-                seq = self._next_seq()
-                name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
-                _write_entry(self._path(name), data, durable=durable)
+                for _ in range(2):  # once more if a reader took it for abandoned meanwhile
+                    seq = self._next_seq()
+                    name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
+                    if _write_entry(self._path(name), data, durable=durable):
+                        break
+                else:
+                    raise OSError(f"{name} was removed while it was written, twice")
         except OSError:
             self._place.checked = False  # look at the directory again next time
             raise
@@ -704,7 +711,8 @@ class Outbox:
 
     def read(self, name: str) -> Message | None:
         """The message in entry `name`; None if it is gone, not a regular file, or holds no
-        message (an entry of ours that holds none is dropped)."""
+        message (an entry of ours that holds none is dropped, unless it may still be being
+        written: `_unfinished`)."""
         entry = self.read_entry(name)
         return None if entry is None else entry[1]
 
@@ -759,37 +767,52 @@ class Outbox:
             return False
         return True
 
-    def remove(self, name: str) -> None:
-        """Delete entry `name` (the entry itself, never what a link would lead to)."""
+    def remove(self, name: str) -> bool:
+        """Delete entry `name` (the entry itself, never what a link would lead to); whether
+        it was there to delete."""
         if _parse(name) is not None or name.endswith(".tmp"):
-            try:  # noqa: SIM105 - no contextlib on the capture path
+            try:
                 os.unlink(self._path(name))
+                return True
             except OSError:
                 pass
+        return False
+
+    # -- the sent log (written by the uploader alone, under its lock) --------------------
 
     def log_sent(self, batch: list[Message]) -> None:
-        """Add what PostHog took to the sent log (written by the uploader alone, under its
-        lock): one write, whatever the batch's size."""
+        """Add what PostHog took to the sent log: one line, whatever the batch's size.
+
+        The log is for the user to read: delivery never depends on it (nothing here
+        raises). A line a crash cut short is ended first, so that it spoils only itself.
+        """
         import json
 
         record = {"sent": self._clock(), "messages": batch}
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"  # ASCII: any text
         try:
-            fd = self._open_own(_SENT, os.O_WRONLY | os.O_APPEND)
+            fd = self._open_own(_SENT, os.O_RDWR | os.O_APPEND, discard=True)
         except OSError:
-            return  # the log is for the user to read: delivery does not depend on it
+            return
         try:
-            _write_all(fd, line.encode(), durable=False, close=False)
+            size = os.fstat(fd).st_size
+            if size:
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":
+                    line = b"\n" + line
+            _write_all(fd, line, durable=False)
             full = os.fstat(fd).st_size > SENT_MAX_BYTES // 2
         except OSError:
             full = False
         finally:
             os.close(fd)
         if full:
-            try:  # noqa: SIM105 - no contextlib here
-                os.replace(self._path(_SENT), self._path(_SENT_OLDER))
-            except OSError:
-                pass
+            for _ in range(2):
+                try:
+                    os.replace(self._path(_SENT), self._path(_SENT_OLDER))
+                    break
+                except OSError:
+                    _displace(self._path(_SENT_OLDER))  # a directory, say: not ours to keep
 
     def since_delivery(self) -> float:
         """Seconds since the last delivery (the sent log's date, or its older part's just
@@ -849,31 +872,59 @@ class Outbox:
         return kept[::-1]
 
     def _prune_sent(self, now: float) -> None:
-        """The sent log's bounds: a part last written more than 7 days ago goes (the lines
-        of a younger one are read by their own dates). An older version's `sent/` goes."""
+        """The sent log's bounds: 7 days. A part last written before goes; lines older
+        than that go from a part within the hour they pass it (a part is rewritten at most
+        hourly, however busy). An older version's `sent/` goes."""
         for name in (_SENT_OLDER, _SENT):
+            path = self._path(name)
             try:
-                info = os.lstat(self._path(name))
-                if stat.S_ISREG(info.st_mode) and abs(now - info.st_mtime) > MAX_AGE_SECONDS:
-                    os.unlink(self._path(name))
+                info = os.lstat(path)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if abs(now - info.st_mtime) > MAX_AGE_SECONDS:
+                    os.unlink(path)
+                    continue
+                fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
+                try:
+                    first = _sent_date(os.read(fd, 64))
+                finally:
+                    os.close(fd)
+                if first is not None and abs(now - first) <= MAX_AGE_SECONDS + 3600:
+                    continue
+                lines = self._sent_lines(name)
+                kept = b"".join(line for when, line in lines if abs(now - when) <= MAX_AGE_SECONDS)
+                _write_new(path, kept, durable=False)
             except OSError:
                 pass
         self._drop_sent_dir()
+
+    def _sent_lines(self, name: str) -> list[tuple[float, bytes]]:
+        """The sent log part `name`'s lines, each with its date (those without one, cut
+        short by a crash, left out)."""
+        data = self._read_bytes(name, limit=SENT_MAX_BYTES) or b""
+        dated = ((_sent_date(line), line) for line in data.splitlines(True))
+        return [(when, line) for when, line in dated if when is not None]
 
     def _drop_sent_dir(self) -> None:
         """Delete an older version's `sent/` (its regular files, then it), if it is a real
         directory: what a link would lead to is never touched."""
         path = self._path(_SENT_DIR)
         try:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                return
-            with os.scandir(path) as found:
+            if not hasattr(os, "O_DIRECTORY") or os.unlink not in os.supports_dir_fd:
+                return  # (Windows) left alone
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)  # never a link
+        except OSError:
+            return
+        try:
+            with os.scandir(fd) as found:
                 for entry in found:
                     if entry.is_file(follow_symlinks=False):
-                        os.unlink(entry.path)
+                        os.unlink(entry.name, dir_fd=fd)
             os.rmdir(path)
         except OSError:
             pass
+        finally:
+            os.close(fd)
 
     def clear(self) -> int:
         """Drop every entry waiting, and the sent log; returns how many were waiting."""
@@ -899,21 +950,21 @@ class Outbox:
 
         from arcade_usage._events import is_message
 
-        now, position = self._clock(), 0
-        for name in (_SENT_OLDER, _SENT):
-            data = self._read_bytes(name, limit=SENT_MAX_BYTES)
-            for line in (data or b"").splitlines():
-                try:
-                    record = json.loads(line)
-                    when, messages = float(record["sent"]), list(record["messages"])
-                except (ValueError, TypeError, KeyError, RecursionError):
-                    continue  # a line a crash cut short
-                if abs(now - when) > MAX_AGE_SECONDS:
-                    continue
-                for message in messages:
+        # The newer part first: a rotation meanwhile then shows its lines twice, not never.
+        now, seen, position = self._clock(), set(), 0
+        newer = self._sent_lines(_SENT)
+        for when, line in self._sent_lines(_SENT_OLDER) + newer:
+            if abs(now - when) > MAX_AGE_SECONDS:
+                continue
+            try:
+                messages = json.loads(line)["messages"]
+            except (ValueError, TypeError, KeyError, RecursionError):
+                continue  # cut short by a crash
+            for message in messages if isinstance(messages, list) else []:
+                if is_message(message) and message["uuid"] not in seen:
+                    seen.add(message["uuid"])
                     position += 1
-                    if is_message(message):
-                        found.append((0, position, True, message))
+                    found.append((0, position, True, message))
         found.sort(key=lambda f: (f[0], f[1]), reverse=True)
         return [(f[2], f[3]) for f in found]
 
@@ -1271,7 +1322,8 @@ class _Uploader:
         return head + names[MAX_MESSAGES:]
 
     def _entry(self, name: str) -> tuple[Destination, Message, int] | None:
-        """Entry `name` (read once: entries never change): destination, message, size."""
+        """Entry `name`: destination, message, size. Read once, as a written entry never
+        changes; one that may still be being written is read again at the next look."""
         if name not in self.cache:
             data = self.outbox._read_bytes(name)
             found = _decode(data) if data is not None else None
@@ -1395,13 +1447,16 @@ class _Uploader:
         return True
 
     def _done(self, names: list[str], delivered: list[Message] | None = None) -> None:
-        """`names` are done with: `delivered` (as posted), or refused for good."""
+        """`names` are done with: `delivered` (as posted, in their order), or refused for
+        good. What was cleared meanwhile (`usage disable`) is not logged as sent."""
         self.finished.update(names)
-        for name in names:
-            self.outbox.remove(name)
+        logged = []
+        for i, name in enumerate(names):
+            if self.outbox.remove(name) and delivered:
+                logged.append(delivered[i])
             self.cache.pop(name, None)
-        if delivered:
-            self.outbox.log_sent(delivered)
+        if logged:
+            self.outbox.log_sent(logged)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -1453,6 +1508,25 @@ def _decode(data: bytes) -> tuple[Destination | None, Message] | None:
     return (None, value) if is_message(value) else None  # an entry of an older version
 
 
+def _sent_date(line: bytes) -> float | None:
+    """The date a sent log line starts with (`{"sent":<date>,`), if it is one."""
+    if not line.startswith(b'{"sent":'):
+        return None
+    try:
+        when = float(line[8 : line.index(b",", 8, 40)])
+    except ValueError:
+        return None
+    return when if when - when == 0 else None
+
+
+def _discard(path: str) -> None:
+    """Remove what sits at bookkeeping `path` (a link itself); move a directory aside."""
+    try:
+        os.unlink(path)
+    except OSError:
+        _displace(path)
+
+
 def _displace(path: str) -> None:
     """Move what sits at bookkeeping `path` aside (never following, reading or deleting it)."""
     try:  # noqa: SIM105 - no contextlib on the capture path
@@ -1461,21 +1535,26 @@ def _displace(path: str) -> None:
         pass
 
 
-def _write_entry(path: str, data: bytes, *, durable: bool) -> None:
+def _write_entry(path: str, data: bytes, *, durable: bool) -> bool:
     """Create entry `path` and write it in one go; nothing is left there if that fails.
 
     No temp file and rename (half of what filing costs): a reader takes an entry that
-    does not decode for one being written (`Outbox._unfinished`).
+    does not decode for one being written (`Outbox._unfinished`), for an hour: False
+    when one took it for abandoned meanwhile and removed it (this writer was stopped, or
+    the clock jumped), so that the caller files it again.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY, 0o600)
     try:
         _write_all(fd, data, durable=durable)
+        return os.fstat(fd).st_nlink > 0
     except BaseException:
         try:  # noqa: SIM105 - no contextlib on the capture path
             os.unlink(path)
         except OSError:
             pass
         raise
+    finally:
+        os.close(fd)
 
 
 def _write_new(path: str, data: bytes, *, durable: bool) -> None:
@@ -1485,7 +1564,10 @@ def _write_new(path: str, data: bytes, *, durable: bool) -> None:
     tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, flags, 0o600)
     try:
-        _write_all(fd, data, durable=durable)
+        try:
+            _write_all(fd, data, durable=durable)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:  # noqa: SIM105 - no contextlib on the capture path
@@ -1495,14 +1577,10 @@ def _write_new(path: str, data: bytes, *, durable: bool) -> None:
         raise
 
 
-def _write_all(fd: int, data: bytes, *, durable: bool, close: bool = True) -> None:
-    """Write `data` to `fd` (fsynced if `durable`), then close it (unless not `close`)."""
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        if close:
-            os.close(fd)
+def _write_all(fd: int, data: bytes, *, durable: bool) -> None:
+    """Write `data` to `fd` (fsynced if `durable`)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if durable:
+        os.fsync(fd)
