@@ -744,6 +744,31 @@ def test_the_sent_log_stays_within_its_bound_and_shows_the_newest_first(work_dir
     assert len(shown) > SENT_MAX_BYTES // 2 // 2500
 
 
+@pytest.mark.parametrize("through_descriptor", [True, False], ids=["dir-fd", "by-path"])
+def test_an_older_versions_sent_directory_goes_and_what_it_links_to_stays(
+    work_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_descriptor: bool
+) -> None:
+    """`sent/` (a file per event, an older version's log) is deleted at the next prune,
+    on POSIX through a descriptor of it, elsewhere (Windows) by path: its files go, a link
+    in it and the user's file behind the link stay."""
+    if not through_descriptor:
+        monkeypatch.setattr(os, "supports_dir_fd", set())
+    outbox = Outbox(work_dir)
+    outbox.prepare()
+    legacy = Path(outbox.directory) / "sent"
+    legacy.mkdir()
+    (legacy / f"000000000001-{int(time.time())}-abcdef.json").write_text("{}")
+    users = tmp_path / "users-file"
+    users.write_text("three years of work")
+    (legacy / "link.json").symlink_to(users)
+    outbox.prune()
+    assert users.read_text() == "three years of work"
+    assert [p.name for p in legacy.iterdir()] == ["link.json"]
+    (legacy / "link.json").unlink()
+    outbox.prune()
+    assert not legacy.exists()
+
+
 def test_the_sent_log_keeps_seven_days_on_disk_while_deliveries_go_on(work_dir: Path) -> None:
     """A delivery a day for three weeks, each sender pruning as it starts: what is on disk,
     not only what `usage log` shows, is never much older than seven days, and the last

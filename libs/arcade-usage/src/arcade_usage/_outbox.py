@@ -907,11 +907,22 @@ class Outbox:
 
     def _drop_sent_dir(self) -> None:
         """Delete an older version's `sent/` (its regular files, then it), if it is a real
-        directory: what a link would lead to is never touched."""
+        directory: what a link would lead to is never touched. Through a descriptor of the
+        directory where the platform has them (a link put in its place meanwhile is not
+        followed); by path elsewhere (Windows, where a link needs a privilege)."""
         path = self._path(_SENT_DIR)
+        if not hasattr(os, "O_DIRECTORY") or os.unlink not in os.supports_dir_fd:
+            try:
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    with os.scandir(path) as found:
+                        for entry in found:
+                            if entry.is_file(follow_symlinks=False):
+                                os.unlink(entry.path)
+                    os.rmdir(path)
+            except OSError:
+                pass
+            return
         try:
-            if not hasattr(os, "O_DIRECTORY") or os.unlink not in os.supports_dir_fd:
-                return  # (Windows) left alone
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)  # never a link
         except OSError:
             return
