@@ -911,31 +911,26 @@ class Outbox:
         directory where the platform has them (a link put in its place meanwhile is not
         followed); by path elsewhere (Windows, where a link needs a privilege)."""
         path = self._path(_SENT_DIR)
-        if not hasattr(os, "O_DIRECTORY") or os.unlink not in os.supports_dir_fd:
-            try:
-                if stat.S_ISDIR(os.lstat(path).st_mode):
-                    with os.scandir(path) as found:
-                        for entry in found:
-                            if entry.is_file(follow_symlinks=False):
-                                os.unlink(entry.path)
-                    os.rmdir(path)
-            except OSError:
-                pass
-            return
+        dir_fd: int | None = None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)  # never a link
+            if hasattr(os, "O_DIRECTORY") and os.unlink in os.supports_dir_fd:
+                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)  # never a link
+            elif not stat.S_ISDIR(os.lstat(path).st_mode):
+                return
         except OSError:
             return
         try:
-            with os.scandir(fd) as found:
+            # Listed through a descriptor, an entry's `path` is its name in that directory.
+            with os.scandir(path if dir_fd is None else dir_fd) as found:
                 for entry in found:
                     if entry.is_file(follow_symlinks=False):
-                        os.unlink(entry.name, dir_fd=fd)
+                        os.unlink(entry.path, dir_fd=dir_fd)
             os.rmdir(path)
         except OSError:
             pass
         finally:
-            os.close(fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def clear(self) -> int:
         """Drop every entry waiting, and the sent log; returns how many were waiting."""
