@@ -117,7 +117,10 @@ def test_wheels_install_by_name_from_pypi_style_metadata_and_track(
     _uv("venv", str(venv), "--python", sys.executable, "--quiet", cwd=outside)
     python = venv / "bin" / "python"
     # By name, as a user would: our wheels are found beside the index, every other
-    # dependency comes from the index.
+    # dependency comes from the index. uv caches a found wheel by its file name, which
+    # stays the same from commit to commit (and a later run may get the same tmp_path):
+    # refresh ours, or an earlier build of the same version is installed instead.
+    refresh = [arg for package in PACKAGES for arg in ("--refresh-package", package)]
     _uv(
         "pip",
         "install",
@@ -125,6 +128,7 @@ def test_wheels_install_by_name_from_pypi_style_metadata_and_track(
         str(python),
         "--find-links",
         str(dist),
+        *refresh,
         f"arcade-dev-cli=={cli_version}",
         "--quiet",
         cwd=outside,
