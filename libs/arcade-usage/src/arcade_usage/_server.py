@@ -234,9 +234,9 @@ class ServerTracker:
     def _send(
         self, event: str, distinct_id: str, is_anon: bool, properties: dict[str, Any]
     ) -> None:
-        if self._runtime is None:
-            self._runtime = runtime_properties(self.server_version)
-        properties = bounded({**properties, **self._runtime})
+        if self._runtime is None:  # the same for every call: bounded once
+            self._runtime = bounded(runtime_properties(self.server_version))
+        properties = {**bounded(properties), **self._runtime}
         message = make_message(event, distinct_id, properties, is_anon=is_anon)
         self.service.send(message)
 
