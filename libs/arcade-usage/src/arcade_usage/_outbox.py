@@ -891,19 +891,19 @@ class Outbox:
                     os.close(fd)
                 if first is not None and abs(now - first) <= MAX_AGE_SECONDS + 3600:
                     continue
-                lines = self._sent_lines(name)
-                kept = b"".join(line for when, line in lines if abs(now - when) <= MAX_AGE_SECONDS)
-                _write_new(path, kept, durable=False)
+                _write_new(path, b"".join(self._sent_lines(name, now)), durable=False)
             except OSError:
                 pass
         self._drop_sent_dir()
 
-    def _sent_lines(self, name: str) -> list[tuple[float, bytes]]:
-        """The sent log part `name`'s lines, each with its date (those without one, cut
-        short by a crash, left out)."""
+    def _sent_lines(self, name: str, now: float) -> list[bytes]:
+        """The sent log part `name`'s lines dated within MAX_AGE_SECONDS of `now` (one
+        without a date, cut short by a crash, left out)."""
         data = self._read_bytes(name, limit=SENT_MAX_BYTES) or b""
         dated = ((_sent_date(line), line) for line in data.splitlines(True))
-        return [(when, line) for when, line in dated if when is not None]
+        return [
+            line for when, line in dated if when is not None and abs(now - when) <= MAX_AGE_SECONDS
+        ]
 
     def _drop_sent_dir(self) -> None:
         """Delete an older version's `sent/` (its regular files, then it), if it is a real
@@ -958,10 +958,8 @@ class Outbox:
 
         # The newer part first: a rotation meanwhile then shows its lines twice, not never.
         now, seen, position = self._clock(), set(), 0
-        newer = self._sent_lines(_SENT)
-        for when, line in self._sent_lines(_SENT_OLDER) + newer:
-            if abs(now - when) > MAX_AGE_SECONDS:
-                continue
+        newer = self._sent_lines(_SENT, now)
+        for line in self._sent_lines(_SENT_OLDER, now) + newer:
             try:
                 messages = json.loads(line)["messages"]
             except (ValueError, TypeError, KeyError, RecursionError):
