@@ -10,6 +10,7 @@ than 32 KB.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,37 @@ def test_a_success_that_raises_in_bool_neither_escapes_nor_drops_the_call(
         (False, "failed with no reason given"),
         (True, ""),
     ]
+
+
+def test_arguments_whose_code_waits_for_another_threads_call_do_not_deadlock(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    """Tool calls take turns; the caller's objects are read before a call takes its turn,
+    so a `__bool__` or `__str__` that waits for a call on another thread still returns."""
+    tracker = ServerTracker("1.0.0")
+
+    def tracked_elsewhere() -> bool:
+        other = threading.Thread(target=tracker.track_tool_call, args=(True,))
+        other.start()
+        other.join(timeout=10)
+        return not other.is_alive()
+
+    class WaitingBool:
+        def __bool__(self) -> bool:
+            return tracked_elsewhere()
+
+    class WaitingStr:
+        def __str__(self) -> str:
+            return f"other thread done: {tracked_elsewhere()}"
+
+    tracker.track_tool_call(WaitingBool())  # type: ignore[arg-type]
+    tracker.track_tool_call(False, WaitingStr())  # type: ignore[arg-type]
+
+    events = _delivered(posthog, work_dir, 4)
+    assert sorted(
+        (e["properties"]["is_execution_success"], e["properties"].get("failure_reason") or "")
+        for e in events
+    ) == [(False, "other thread done: True"), (True, ""), (True, ""), (True, "")]
 
 
 def test_server_start_with_huge_and_odd_arguments_gives_one_bounded_event(
