@@ -114,8 +114,8 @@ def test_a_success_that_raises_in_bool_neither_escapes_nor_drops_the_call(
 def test_arguments_whose_code_waits_for_another_threads_call_do_not_deadlock(
     posthog: FakePostHog, work_dir: Path
 ) -> None:
-    """Tool calls take turns; the caller's objects are read before a call takes its turn,
-    so a `__bool__` or `__str__` that waits for a call on another thread still returns."""
+    """A `__bool__` or `__str__` that waits for a tool call on another thread still
+    returns: no lock of the tracker's is held while the caller's code runs."""
     tracker = ServerTracker("1.0.0")
 
     def tracked_elsewhere() -> bool:

@@ -24,14 +24,13 @@ from arcade_usage._events import (
     SERVER_STARTED,
     TOOL_CALLED,
     UNNAMED,
-    as_text,
     bounded,
     installed_version,
     make_message,
     runtime_properties,
     truth,
 )
-from arcade_usage._scrub import WINDOW, scrub
+from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
 from arcade_usage._tracker import event_sender, known_secrets, link_principal
 
@@ -46,7 +45,6 @@ def _after_fork_in_child() -> None:
     for tracker in list(_TRACKERS):
         tracker._lock = threading.Lock()
         tracker._creating = threading.Lock()
-        tracker._calling = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -75,7 +73,6 @@ class ServerTracker:
         self._arcade: str | None = None
         self._lock = threading.Lock()  # guards the shared identity's cache (never held long)
         self._creating = threading.Lock()
-        self._calling = threading.RLock()  # taken by each tool call: see track_tool_call
         _TRACKERS.add(self)
         self._runtime: dict[str, Any] | None = None
         self._secrets: tuple[object, list[str | None]] | None = None  # (credentials' stat, ...)
@@ -173,24 +170,14 @@ class ServerTracker:
 
         Arguments of any type are taken (see `_events.truth`, `as_text`): the call
         is recorded once, and nothing raises into the caller.
-
-        Calls from many threads take turns (`_calling`): the others sleep meanwhile,
-        instead of waking each other for the interpreter's lock at each of the call's
-        system calls. The caller's objects are read before, so that none of their
-        code runs while other threads wait.
         """
-        success = truth(success)
-        reason = None if success else as_text(failure_reason, WINDOW + 1)
-        with self._calling:
-            self._record_call(success, reason)
-
-    def _record_call(self, success: bool, reason: str | None) -> None:
         if not self._enabled():
             return
+        success = truth(success)
         properties: dict[str, Any] = {"is_execution_success": success}
         try:
             if not success:
-                reason = scrub(reason, self._known_secrets())
+                reason = scrub(failure_reason, self._known_secrets())
                 properties["failure_reason"] = reason or "failed with no reason given"
             with self._lock:
                 identity = self.identity
