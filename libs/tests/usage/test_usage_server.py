@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import math
+import signal
 import subprocess
 import sys
 import threading
@@ -204,6 +205,48 @@ def locks_held(arcade_dir: Path) -> Iterator[Callable[[], None]]:
         holder.wait(timeout=10)
         holder.stdout.close()
         stdin.close()
+
+
+SIGNALLED_CALLS = """
+import json, signal, sys
+from arcade_usage import ServerTracker
+tracker = ServerTracker("1.2.3")
+made = {"main": 0, "handler": 0}
+def on_alarm(signum, frame):
+    tracker.track_tool_call(False, "interrupted")  # e.g. a call cut short by a timeout
+    made["handler"] += 1
+    signal.setitimer(signal.ITIMER_REAL, 0.0005)
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005)
+while made["handler"] < 100:
+    tracker.track_tool_call(True)
+    made["main"] += 1
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps(made), flush=True)
+"""
+
+
+@pytest.mark.usefixtures("identity_made")
+def test_a_signal_handler_tracking_a_call_during_another_neither_hangs_nor_loses_it(
+    posthog: FakePostHog, work_dir: Path
+) -> None:
+    """A handler (a timeout's SIGALRM, a SIGTERM) may track a call while the thread it
+    interrupted is in the middle of tracking one: both are recorded, nothing hangs."""
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no interval timers here (Windows)")
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_CALLS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    made = json.loads(result.stdout)
+
+    events = _delivered(posthog, work_dir, made["main"] + made["handler"])
+    reasons = [e["properties"].get("failure_reason") for e in events]
+    assert reasons.count("interrupted") == made["handler"] == 100
 
 
 def test_tool_calls_inside_an_event_loop_never_stall_it(

@@ -43,7 +43,7 @@ def _after_fork_in_child() -> None:
     """A pre-fork server's child gets fresh locks: one a parent thread held at fork()
     would stay locked here forever, with no thread to release it."""
     for tracker in list(_TRACKERS):
-        tracker._lock = threading.Lock()
+        tracker._lock = threading.RLock()
         tracker._creating = threading.Lock()
 
 
@@ -71,7 +71,9 @@ class ServerTracker:
         self._service = service
         self._identity = identity
         self._arcade: str | None = None
-        self._lock = threading.Lock()  # guards the shared identity's cache (never held long)
+        # Guards the shared identity's cache (never held long). Reentrant, as the outbox's
+        # filing lock is: a signal handler may track a call on the thread that holds it.
+        self._lock = threading.RLock()
         self._creating = threading.Lock()
         _TRACKERS.add(self)
         self._runtime: dict[str, Any] | None = None
