@@ -181,3 +181,59 @@ def test_remembered_failure_is_for_that_key_only(cloud: FakeCloud, run_python: R
     out = run_python(TIMED_LOOKUP.format(offset=0.0, budget=60))
     assert out["principal"] == "prn_b"
     assert cloud.validations == 2
+
+
+LOOKUP_THEN_MODULES = """\
+{before}
+principal = UsageIdentity().get_principal_id()
+import httpx
+emit(
+    principal=principal,
+    cli_client="httpx._main" in sys.modules,
+    rich="rich" in sys.modules,
+    main=type(httpx.main).__name__,  # a click command, or the stub httpx falls back to
+)
+"""
+
+CLI_CLIENT_LATER = """\
+principal = UsageIdentity().get_principal_id()
+import httpx._main  # whoever wants httpx's command line still has it
+emit(principal=principal, cli_client=httpx._main.__name__)
+"""
+
+
+def test_a_lookup_does_not_load_httpxs_command_line_client(
+    cloud: FakeCloud, run_python: RunPython
+) -> None:
+    """`import httpx` loads its command-line client (rich, click and pygments when they
+    are installed, as typer installs rich): 40% of its import, inside the lookup's 2 s
+    budget. The lookup leaves it out, and httpx as it was in a process that had it."""
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    save_credentials(Credentials("key-a", "a@example.com"))
+
+    out = run_python(LOOKUP_THEN_MODULES.format(before=""))
+    assert out == {"principal": "prn_a", "cli_client": False, "rich": False, "main": "function"}
+
+    out = run_python(LOOKUP_THEN_MODULES.format(before="import httpx"))
+    assert out == {"principal": "prn_a", "cli_client": True, "rich": True, "main": "Command"}
+
+    assert run_python(CLI_CLIENT_LATER) == {"principal": "prn_a", "cli_client": "httpx._main"}
+    assert cloud.validations == 3
+
+
+def test_an_httpx_that_cannot_do_without_its_command_line_client_still_loads(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    """Should a release of httpx import `httpx._main` unguarded, the lookup loads it whole."""
+    package = tmp_path / "httpx"
+    package.mkdir()
+    (package / "__init__.py").write_text("from ._main import main\nClient = object\n")
+    (package / "_main.py").write_text("main = 'the command line'\n")
+
+    script = (
+        "from arcade_identity._lookup import _import_httpx\n"
+        "http = _import_httpx()\n"
+        "emit(origin=http.__file__, main=http.main, left=sys.modules['httpx._main'] is not None)\n"
+    )
+    out = run_python(script, env={"PYTHONPATH": str(tmp_path)})
+    assert out == {"origin": str(package / "__init__.py"), "main": "the command line", "left": True}

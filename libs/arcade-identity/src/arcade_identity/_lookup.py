@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from arcade_identity._files import read_regular, write_atomic
@@ -102,7 +104,7 @@ def _request(
     transport: httpx.BaseTransport | None,
     sent: list[float],
 ) -> Principal:
-    import httpx
+    http = _import_httpx()
 
     base_url = url.rsplit("/api/", 1)[0]
 
@@ -110,7 +112,7 @@ def _request(
         sent.append(time.monotonic())
 
     try:
-        with httpx.Client(
+        with http.Client(
             timeout=timeout, transport=transport, event_hooks={"request": [went_out]}
         ) as client:
             response = client.get(url, headers={"Authorization": f"Bearer {secret}"})
@@ -132,6 +134,24 @@ def _request(
         raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent no principal id")
     email = data.get("email")
     return Principal(principal_id, email if isinstance(email, str) else None)
+
+
+def _import_httpx() -> ModuleType:
+    """httpx, without the command-line client its package loads when it can (`httpx._main`:
+    rich, click and pygments, 40% of its import, inside the lookup's budget); httpx then
+    falls back to a stub `main`. A process that has httpx already keeps it as it is."""
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # import refuses it
+        try:
+            import httpx
+        except ImportError:  # a release that cannot do without it: loaded after all
+            pass
+        finally:
+            if "httpx._main" in sys.modules and sys.modules["httpx._main"] is None:
+                sys.modules.pop("httpx._main", None)
+    import httpx
+
+    return httpx
 
 
 def _within(timeout: float, sent: list[float], call: Callable[[], T]) -> T:
