@@ -54,14 +54,18 @@ def make_message(
     *,
     is_anon: bool = False,
     timestamp: datetime | None = None,
+    repaired: dict[str, Any] | None = None,
 ) -> Message:
     """A new message with its own uuid; anonymous ones ask PostHog for no person profile.
 
     Every message, alias included, tells PostHog not to derive a location from the
     sender's IP address (`$geoip_disable`), as posthog-python's own client does by
-    default and Arcade's events always have.
+    default and Arcade's events always have. `repaired`: more properties, made valid
+    already (`repair`), added as they are (those a process sends with every event).
     """
-    properties = dict(properties)
+    properties = _repaired(dict(properties))
+    if repaired:
+        properties.update(repaired)
     if is_anon:
         properties["$process_person_profile"] = False
     properties["$geoip_disable"] = True
@@ -69,7 +73,7 @@ def make_message(
     message: Message = {
         "event": _text(event),
         "distinct_id": _text(distinct_id),
-        "properties": _repaired(properties),
+        "properties": properties,
         "timestamp": when.isoformat(),
         "uuid": str(uuid.uuid4()),
     }
@@ -107,6 +111,12 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # any other lone surrogate
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def repair(properties: dict[str, Any]) -> dict[str, Any]:
+    """`properties` as JSON holds them, in valid Unicode (a new dict)."""
+    repaired: dict[str, Any] = _repaired(properties)
+    return repaired
 
 
 def _repaired(value: Any) -> Any:

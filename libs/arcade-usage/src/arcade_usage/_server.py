@@ -27,6 +27,7 @@ from arcade_usage._events import (
     bounded,
     installed_version,
     make_message,
+    repair,
     runtime_properties,
     truth,
 )
@@ -236,10 +237,11 @@ class ServerTracker:
     def _send(
         self, event: str, distinct_id: str, is_anon: bool, properties: dict[str, Any]
     ) -> None:
-        if self._runtime is None:  # the same for every call: bounded once
-            self._runtime = bounded(runtime_properties(self.server_version))
-        properties = {**bounded(properties), **self._runtime}
-        message = make_message(event, distinct_id, properties, is_anon=is_anon)
+        if self._runtime is None:  # the same for every call: bounded and repaired once
+            self._runtime = repair(bounded(runtime_properties(self.server_version)))
+        message = make_message(
+            event, distinct_id, bounded(properties), is_anon=is_anon, repaired=self._runtime
+        )
         self.service.send(message)
 
     def _known_secrets(self) -> list[str | None]:
