@@ -4,7 +4,8 @@ A tool call costs the caller's thread a few stats and one small file: no network
 no lock held by another process, nothing on stdout (a stdio server's stdout is its
 protocol). Each event goes out as the identity in force when it is tracked: a
 login or logout in another terminal rewrites `usage.json`, which the next call
-sees by its stat.
+sees by its stat; arcade-core's (a login, a refreshed OAuth token) rewrites only
+the credentials, whose account a thread of the tracker's then looks up.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 import uuid
 import weakref
 from typing import Any
@@ -36,6 +38,9 @@ from arcade_usage._service import UsageService
 from arcade_usage._tracker import event_sender, known_secrets, link_principal
 
 SERVER_DISTRIBUTION = "arcade-mcp-server"
+RELINK_RETRY = 300.0
+"""Seconds before credentials in which `_relink` found no one are looked up again (as
+long as a lookup Cloud failed is remembered)."""
 
 _TRACKERS: weakref.WeakSet[ServerTracker] = weakref.WeakSet()
 
@@ -46,6 +51,7 @@ def _after_fork_in_child() -> None:
     for tracker in list(_TRACKERS):
         tracker._lock = threading.RLock()
         tracker._creating = threading.Lock()
+        tracker._relinking = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -76,6 +82,9 @@ class ServerTracker:
         # filing lock is: a signal handler may track a call on the thread that holds it.
         self._lock = threading.RLock()
         self._creating = threading.Lock()
+        self._relinking = threading.Lock()  # held by the thread of `_relink`
+        self._relinked: tuple[object, float] | None = None  # (credentials' version, when)
+        self._claim: tuple[object, str | None] | None = None  # (its version, account named)
         _TRACKERS.add(self)
         self._runtime: dict[str, Any] | None = None
         self._secrets: tuple[object, list[str | None]] | None = None  # (credentials' stat, ...)
@@ -198,9 +207,15 @@ class ServerTracker:
                     target=self._create_identity, name="arcade-usage-identity", daemon=True
                 ).start()
                 return
-            if principal is None and data.get("linked_principal_id"):
-                # Linked to an account the credentials no longer show: not its anon_id.
-                distinct_id = str(uuid.uuid4())
+            linked = data.get("linked_principal_id")
+            if principal is None and linked:
+                # The credentials changed under the link. Until a thread of ours has
+                # found whose they are now (`_relink`), the call is the linked account's
+                # if the context in force still names it (arcade-core refreshed its
+                # OAuth token); else nobody's: never the anon_id linked to that account.
+                self._relink()
+                principal = linked if self._claimed_account() == linked else None
+                distinct_id = principal or str(uuid.uuid4())
             else:
                 distinct_id = principal or str(data["anon_id"])
             self._send(TOOL_CALLED, distinct_id, principal is None, properties)
@@ -208,6 +223,53 @@ class ServerTracker:
             pass
         except Exception as exc:
             self._report(exc)
+
+    def _relink(self) -> None:
+        """Find, on a thread of ours, whose the credentials are since they changed under
+        a link (arcade-core refreshed the OAuth token, or logged in as another account):
+        the same account → the link stands for the new file; another → `anon_id` is
+        rotated and aliased to it, as a command would. Once per version of the file
+        (again after RELINK_RETRY, if it found no one), one at a time."""
+        version, now, last = self._credentials_version(), time.monotonic(), self._relinked
+        if last is not None and last[0] == version and now - last[1] < RELINK_RETRY:
+            return
+        if not self._relinking.acquire(blocking=False):
+            return
+        self._relinked = (version, now)
+        try:
+            threading.Thread(
+                target=self._relink_now, name="arcade-usage-relink", daemon=True
+            ).start()
+        except BaseException:
+            self._relinking.release()
+            raise
+
+    def _claimed_account(self) -> str | None:
+        """The account the context in force names itself (an OAuth login's `account_id`,
+        as arcade-core writes it), read again only when the credentials file changes."""
+        version = self._credentials_version()
+        if self._claim is None or self._claim[0] != version:
+            from arcade_identity import CredentialsError, read_credentials
+
+            try:
+                credentials = read_credentials(self._arcade_or_work_dir())
+            except (CredentialsError, OSError):
+                credentials = None
+            account = None if credentials is None else credentials.account_id
+            self._claim = (version, account)
+        return self._claim[1]
+
+    def _relink_now(self) -> None:
+        try:
+            identity = UsageIdentity(self._arcade_or_work_dir())
+            identity.load_or_create()
+            link_principal(identity, self.service)
+        except IdentityUnavailableError:
+            pass
+        except Exception as exc:
+            self._report(exc)
+        finally:
+            self._relinking.release()
 
     def _create_now(self, identity: UsageIdentity) -> dict[str, Any] | None:
         """Create the identity if its lock is free right now; None if another holds it."""
@@ -247,14 +309,18 @@ class ServerTracker:
     def _known_secrets(self) -> list[str | None]:
         """The saved API key and email, read again whenever the credentials file changes
         (a login in another terminal), so that a new key is scrubbed too."""
-        try:
-            st = os.stat(self.identity.credentials_path)
-            version: object = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            version = None
+        version = self._credentials_version()
         if self._secrets is None or self._secrets[0] != version:
             self._secrets = (version, known_secrets(self.identity))
         return self._secrets[1]
+
+    def _credentials_version(self) -> object:
+        """What tells one version of the credentials file from the next, by its stat."""
+        try:
+            st = os.stat(self.identity.credentials_path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _report(self, exc: Exception) -> None:
         if debug_enabled():

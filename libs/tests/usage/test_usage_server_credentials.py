@@ -1,0 +1,263 @@
+"""A server that outlives a change of its credentials: arcade-core refreshing the OAuth
+token (the same account), or logging in as another account in another terminal.
+
+Credentials are written by arcade-core's own `Config`, and refreshed by arcade-core's
+own code run by the real arcade-mcp-server (ours swapped in), as in
+cli/test_cli_arcade_core.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import anyio
+import pytest
+from arcade_core import config_model
+from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext, UserConfig
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from helpers import run_arcade, sender_pids, wait_until
+from servers import FakeCloud, FakePostHog, _CloudHandler
+
+arcade_mcp_app = pytest.importorskip("arcade_mcp_app")
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = Path(arcade_mcp_app.__file__).resolve()
+CALLED = "MCP tool called"
+OLD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.old.sig"
+NEW_TOKEN = "eyJhbGciOiJIUzI1NiJ9.new.sig"
+
+
+@pytest.fixture(autouse=True)
+def _no_context_chosen_in_this_process() -> Iterator[None]:
+    """arcade-core reads ARCADE_CONTEXT once, at import; the tests' own choice is none."""
+    saved = config_model._env_context
+    config_model._env_context = None
+    config_model.select_context(None)
+    yield
+    config_model._env_context = saved
+
+
+class _RefreshingCloudHandler(_CloudHandler):
+    """FakeCloud, plus the two endpoints arcade-core's token refresh uses:
+    `GET /api/v1/auth/cli_config` and the token endpoint it names."""
+
+    server: RefreshingCloud
+
+    def do_GET(self) -> None:
+        if urlparse(self.path).path == "/api/v1/auth/cli_config":
+            self.reply(
+                200,
+                {
+                    "client_id": "arcade-cli",
+                    "authorization_endpoint": f"{self.server.url}/oauth/authorize",
+                    "token_endpoint": f"{self.server.url}/oauth/token",
+                },
+            )
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        if urlparse(self.path).path != "/oauth/token" or form.get("grant_type") != (
+            "refresh_token"
+        ):
+            self.reply(404, {"detail": "not found"})
+            return
+        with self.server.lock:
+            self.server.refreshes += 1
+        self.reply(
+            200,
+            {
+                "access_token": self.server.next_token,
+                "refresh_token": "refresh-2",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            },
+        )
+
+
+class RefreshingCloud(FakeCloud):
+    def __init__(self) -> None:
+        super().__init__()
+        self.RequestHandlerClass = _RefreshingCloudHandler
+        self.refreshes = 0
+        self.next_token = NEW_TOKEN
+
+
+@pytest.fixture
+def refreshing_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[RefreshingCloud]:
+    server = RefreshingCloud()
+    server.start()
+    monkeypatch.setenv("ARCADE_CLOUD_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _status_until_linked(posthog: FakePostHog, principal: str) -> None:
+    """`arcade usage status` until one's event is `principal`'s (the first, unless starved)."""
+    before = len(posthog.command_events())
+    for tries in range(1, 4):
+        result = run_arcade("usage", "status")
+        assert result.returncode == 0, result.stderr
+        wait_until(lambda: len(posthog.command_events()) >= before + tries)  # noqa: B023
+        if posthog.command_events()[-1]["distinct_id"] == principal:
+            return
+    raise AssertionError(posthog.command_events()[before:])
+
+
+def _call_tools_over_stdio(calls: int, stderr_path: Path) -> list[bool]:
+    """The real arcade-mcp-server (ours swapped in) over stdio: `calls` calls of `echo`."""
+    results: list[bool] = []
+
+    async def main() -> None:
+        params = StdioServerParameters(
+            command=sys.executable, args=[str(APP), "stdio"], env=dict(os.environ)
+        )
+        with anyio.fail_after(90), stderr_path.open("w") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                tools = {
+                    tool.name.rsplit("_", 1)[-1].lower(): tool.name
+                    for tool in (await session.list_tools()).tools
+                }
+                for _ in range(calls):
+                    result = await session.call_tool(tools["echo"], {"text": "hi"})
+                    results.append(not result.isError)
+
+    anyio.run(main)
+    return results
+
+
+# -- arcade-mcp-server refreshes the OAuth token: the calls stay the account's --------------
+
+
+def test_calls_after_the_server_refreshes_the_oauth_token_still_belong_to_the_account(
+    posthog: FakePostHog, refreshing_cloud: RefreshingCloud, work_dir: Path, tmp_path: Path
+) -> None:
+    """arcade-mcp-server 1.32.1 calls arcade-core's `get_valid_access_token()` when it
+    builds its server (server.py:505 -> 420) and for each tool call's user id
+    (server.py:1193): a token within 5 minutes of its expiry is refreshed and
+    `credentials.yaml` rewritten (auth_tokens.py:139-146). Same account, new token.
+
+    The events after that belong to the same account (SPEC "Identity resolution": the
+    identity in force when captured; arcade-mcp-server's own tracker keeps sending as
+    the linked principal), not each to a fresh random id: a new anonymous "user" per
+    tool call, for the rest of the server's life, as they did before.
+    """
+    cloud = refreshing_cloud
+    cloud.add_token(OLD_TOKEN, "acc_work", "w@x.io")
+    cloud.add_token(NEW_TOKEN, "acc_work", "w@x.io")
+    config = Config(
+        contexts={
+            "work": NamedContext(
+                coordinator_url=cloud.url,
+                auth=AuthConfig(
+                    access_token=OLD_TOKEN,
+                    refresh_token="refresh-1",
+                    # Valid for 2 more minutes: arcade-core refreshes it (its 5-minute
+                    # margin), and our lookup may still present it.
+                    expires_at=datetime.now() + timedelta(minutes=2),
+                ),
+                user=UserConfig(email="w@x.io", account_id="acc_work"),
+                context=ContextConfig(
+                    org_id="org_w", org_name="W", project_id="proj_w", project_name="Default"
+                ),
+            )
+        }
+    )
+    config.use_context("work")
+    config.save_to_file()
+    _status_until_linked(posthog, "acc_work")  # our CLI links the machine to the account
+    anon_id = json.loads((work_dir / "usage.json").read_bytes())["anon_id"]
+    assert posthog.same_person(anon_id, "acc_work")
+
+    results = _call_tools_over_stdio(4, tmp_path / "stderr")
+
+    assert results == [True] * 4
+    assert cloud.refreshes >= 1  # the server itself refreshed the token, as arcade-core does
+    assert Config.load_from_file().get_access_token() == NEW_TOKEN
+    wait_until(lambda: len(posthog.events(CALLED)) >= 4, timeout=30)
+    wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    calls: list[dict[str, Any]] = posthog.events(CALLED)
+    assert len(calls) == 4
+    strangers = [
+        e["distinct_id"] for e in calls if not posthog.same_person(e["distinct_id"], "acc_work")
+    ]
+    assert strangers == [], f"tool calls sent as nobody's ids: {strangers}"
+
+
+# -- arcade-core's `arcade login` as another account while a server runs -------------------
+
+
+def _oauth_context(cloud: FakeCloud, token: str, account: str) -> NamedContext:
+    cloud.add_token(token, account, f"{account}@x.io")
+    return NamedContext(
+        coordinator_url=cloud.url,
+        auth=AuthConfig(
+            access_token=token,
+            refresh_token=f"refresh-{account}",
+            expires_at=datetime.now() + timedelta(hours=1),
+        ),
+        user=UserConfig(email=f"{account}@x.io", account_id=account),
+    )
+
+
+def test_a_server_running_across_an_arcade_core_login_sends_as_the_new_account(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    """SPEC "Identity resolution": a long-lived process that outlives a `login` run
+    elsewhere sends its next event as the new identity. Today's Arcade CLI logs in
+    through arcade-core's `Config` (a new context, made active): the tracker looks
+    the new principal up on a thread of its own, links it (a fresh anon_id aliased
+    to B, never A's), and the calls after that are B's, none of them A's."""
+    from arcade_usage import ServerTracker
+
+    config = Config(contexts={"a": _oauth_context(cloud, "tok-a", "acc_a")})
+    config.use_context("a")
+    config.save_to_file()
+    tracker = ServerTracker()
+    tracker.track_server_start("stdio", None, None, 1, None)  # lazy alias: linked to acc_a
+    wait_until(lambda: posthog.events("MCP server started"))
+    assert posthog.events("MCP server started")[0]["distinct_id"] == "acc_a"
+
+    # `arcade login` of today's Arcade CLI, as another account, in another terminal.
+    config = Config.load_from_file()
+    assert config.contexts is not None
+    config.contexts["b"] = _oauth_context(cloud, "tok-b", "acc_b")
+    config.use_context("b")
+    config.save_to_file()
+
+    def a_call_as_b() -> bool:
+        tracker.track_tool_call(True)
+        return any(e["distinct_id"] == "acc_b" for e in posthog.events(CALLED))
+
+    try:
+        wait_until(a_call_as_b, timeout=20, interval=0.2)
+        for _ in range(20):  # and every call after it, with no lookup more
+            tracker.track_tool_call(True)
+    finally:
+        wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    calls = posthog.events(CALLED)
+    assert not any(e["distinct_id"] == "acc_a" for e in calls)
+    assert [e["distinct_id"] for e in calls[-20:]] == ["acc_b"] * 20
+    assert cloud.whoamis == 2  # A's at the start, B's once
+    (first_anon, a), (second_anon, b) = posthog.aliases()
+    assert (a, b) == ("acc_a", "acc_b")
+    assert first_anon != second_anon
+    assert not posthog.same_person("acc_a", "acc_b")
