@@ -127,6 +127,19 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloud]:
 # -- the suite's bookkeeping ----------------------------------------------------------------
 
 
+@pytest.fixture
+def arcade_core_config() -> Iterator[None]:
+    """arcade-core's `Config`, with no context chosen in this process (arcade-core reads
+    ARCADE_CONTEXT once, at import): for the tests that write credentials through it."""
+    from arcade_core import config_model
+
+    saved = config_model._env_context
+    config_model._env_context = None
+    config_model.select_context(None)
+    yield
+    config_model._env_context = saved
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once, in the controller
         compile_our_sources()

@@ -370,7 +370,9 @@ class FakeCloud(_Server):
     `accounts` maps API keys to (principal_id, email), `tokens` OAuth access tokens to
     (account_id, email). `GET /api/v1/auth/cli_login`
     redirects, as the real page does once the user has signed in, to the CLI's
-    callback with `browser_key`'s credentials.
+    callback with `browser_key`'s credentials. arcade-core's token refresh finds its
+    endpoint at `GET /api/v1/auth/cli_config`; `POST /oauth/token` answers a refresh
+    with `next_token` (counted in `refreshes`).
     """
 
     def __init__(self) -> None:
@@ -379,6 +381,8 @@ class FakeCloud(_Server):
         self.tokens: dict[str, tuple[str, str]] = {}
         self.validations = 0
         self.whoamis = 0
+        self.refreshes = 0
+        self.next_token: str | None = None
         self.browser_key: str | None = None
 
     def add_account(self, api_key: str, principal_id: str, email: str) -> None:
@@ -427,5 +431,28 @@ class _CloudHandler(_Handler):
                 + urlencode({"state": query["state"], "api_key": key, "email": email})
             )
             self.reply(302, b"", {"Location": target})
+        elif url.path == "/api/v1/auth/cli_config":
+            self.reply(
+                200,
+                {
+                    "client_id": "arcade-cli",
+                    "authorization_endpoint": f"{self.server.url}/oauth/authorize",
+                    "token_endpoint": f"{self.server.url}/oauth/token",
+                },
+            )
         else:
             self.reply(404, {"detail": "not found"})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        with self.server.lock:
+            token = self.server.next_token
+            refresh = urlparse(self.path).path == "/oauth/token" and token is not None
+            refresh = refresh and form.get("grant_type") == "refresh_token"
+            self.server.refreshes += refresh
+        if not refresh:
+            self.reply(404, {"detail": "not found"})
+            return
+        body = {"access_token": token, "refresh_token": "refresh-2", "expires_in": 3600}
+        self.reply(200, {**body, "token_type": "Bearer"})

@@ -8,34 +8,22 @@ folder `ARCADE_WORK_DIR` names, exactly as `arcade login` of arcade-mcp would.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from arcade_core import config_model
 from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext, UserConfig
 
 from cli.accounts import Account
 from helpers import run_arcade, wait_until
 from servers import FakeCloud, FakePostHog
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("arcade_core_config")]
 
 WORK_TOKEN = "eyJhbGciOiJIUzI1NiJ9.work.sig"
 HOME_TOKEN = "eyJhbGciOiJIUzI1NiJ9.home.sig"
-
-
-@pytest.fixture(autouse=True)
-def _no_context_chosen_in_this_process() -> Iterator[None]:
-    """arcade-core reads ARCADE_CONTEXT once, at import; the tests' own choice is none."""
-    saved = config_model._env_context
-    config_model._env_context = None
-    config_model.select_context(None)
-    yield
-    config_model._env_context = saved
 
 
 def oauth_context(

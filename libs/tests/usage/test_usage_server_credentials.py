@@ -11,99 +11,27 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import anyio
 import pytest
-from arcade_core import config_model
 from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext, UserConfig
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from helpers import run_arcade, sender_pids, wait_until
-from servers import FakeCloud, FakePostHog, _CloudHandler
+from servers import FakeCloud, FakePostHog
 
 arcade_mcp_app = pytest.importorskip("arcade_mcp_app")
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("arcade_core_config")]
 
 APP = Path(arcade_mcp_app.__file__).resolve()
 CALLED = "MCP tool called"
 OLD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.old.sig"
 NEW_TOKEN = "eyJhbGciOiJIUzI1NiJ9.new.sig"
-
-
-@pytest.fixture(autouse=True)
-def _no_context_chosen_in_this_process() -> Iterator[None]:
-    """arcade-core reads ARCADE_CONTEXT once, at import; the tests' own choice is none."""
-    saved = config_model._env_context
-    config_model._env_context = None
-    config_model.select_context(None)
-    yield
-    config_model._env_context = saved
-
-
-class _RefreshingCloudHandler(_CloudHandler):
-    """FakeCloud, plus the two endpoints arcade-core's token refresh uses:
-    `GET /api/v1/auth/cli_config` and the token endpoint it names."""
-
-    server: RefreshingCloud
-
-    def do_GET(self) -> None:
-        if urlparse(self.path).path == "/api/v1/auth/cli_config":
-            self.reply(
-                200,
-                {
-                    "client_id": "arcade-cli",
-                    "authorization_endpoint": f"{self.server.url}/oauth/authorize",
-                    "token_endpoint": f"{self.server.url}/oauth/token",
-                },
-            )
-            return
-        super().do_GET()
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-        if urlparse(self.path).path != "/oauth/token" or form.get("grant_type") != (
-            "refresh_token"
-        ):
-            self.reply(404, {"detail": "not found"})
-            return
-        with self.server.lock:
-            self.server.refreshes += 1
-        self.reply(
-            200,
-            {
-                "access_token": self.server.next_token,
-                "refresh_token": "refresh-2",
-                "expires_in": 3600,
-                "token_type": "Bearer",
-            },
-        )
-
-
-class RefreshingCloud(FakeCloud):
-    def __init__(self) -> None:
-        super().__init__()
-        self.RequestHandlerClass = _RefreshingCloudHandler
-        self.refreshes = 0
-        self.next_token = NEW_TOKEN
-
-
-@pytest.fixture
-def refreshing_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[RefreshingCloud]:
-    server = RefreshingCloud()
-    server.start()
-    monkeypatch.setenv("ARCADE_CLOUD_URL", server.url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _status_until_linked(posthog: FakePostHog, principal: str) -> None:
@@ -148,7 +76,7 @@ def _call_tools_over_stdio(calls: int, stderr_path: Path) -> list[bool]:
 
 
 def test_calls_after_the_server_refreshes_the_oauth_token_still_belong_to_the_account(
-    posthog: FakePostHog, refreshing_cloud: RefreshingCloud, work_dir: Path, tmp_path: Path
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, tmp_path: Path
 ) -> None:
     """arcade-mcp-server 1.32.1 calls arcade-core's `get_valid_access_token()` when it
     builds its server (server.py:505 -> 420) and for each tool call's user id
@@ -160,7 +88,7 @@ def test_calls_after_the_server_refreshes_the_oauth_token_still_belong_to_the_ac
     the linked principal), not each to a fresh random id: a new anonymous "user" per
     tool call, for the rest of the server's life, as they did before.
     """
-    cloud = refreshing_cloud
+    cloud.next_token = NEW_TOKEN
     cloud.add_token(OLD_TOKEN, "acc_work", "w@x.io")
     cloud.add_token(NEW_TOKEN, "acc_work", "w@x.io")
     config = Config(
