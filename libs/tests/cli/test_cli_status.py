@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from cli.accounts import Account
-from helpers import run_arcade, sender_pids, wait_until
+from helpers import ARCADE, run_arcade, sender_pids, wait_until
 from servers import FakePostHog
 
 pytestmark = pytest.mark.timeout(60)
@@ -288,6 +290,65 @@ def test_status_says_when_it_cannot_see_the_outbox_instead_of_zero(
 def test_an_outbox_not_made_yet_is_zero_waiting_not_an_error(work_dir: Path) -> None:
     data = status_json(ARCADE_USAGE_TRACKING="0")
     assert (data["outbox_waiting"], data["outbox_error"]) == (0, None)
+
+
+@pytest.mark.skipif(
+    sys.platform in ("darwin", "win32"), reason="macOS and Windows keep file names in Unicode"
+)
+@pytest.mark.parametrize(
+    "stdout_encoding",
+    [
+        pytest.param("utf-8", id="strict"),  # PYTHONIOENCODING=utf-8: no surrogate written
+        pytest.param("utf-8:surrogateescape", id="locale"),  # a UTF-8 locale's: the raw byte
+    ],
+)
+def test_a_work_dir_that_is_not_utf8_is_shown_with_replacement_characters(
+    tmp_path: Path, stdout_encoding: str
+) -> None:
+    """A configuration folder whose name holds a byte that is not UTF-8 (a Latin-1 home):
+    the commands that show its path work, and show that byte as U+FFFD, on the screen
+    and in valid UTF-8 JSON (not `Error: unexpected UnicodeEncodeError`, after `disable`
+    had taken effect, nor a raw byte that no JSON parser takes)."""
+    folder = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    shown = str(tmp_path / "caf\ufffd")
+    env = {
+        "ARCADE_WORK_DIR": folder,
+        "PYTHONIOENCODING": stdout_encoding,
+        "ARCADE_USAGE_TRACKING": "0",  # no sender, which `sender_pids` could not look for
+    }
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = subprocess.run(
+            [str(ARCADE), *args],
+            capture_output=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+        return result.returncode, result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+
+    assert run("usage", "status") == (
+        0,
+        "Tracking:         off (ARCADE_USAGE_TRACKING=0 is set)\n"
+        "Anonymous id:     none yet\n"
+        "Linked principal: none\n"
+        f"Identity file:    {shown}/usage.json\n"
+        f"Outbox:           0 event(s) waiting in {shown}/usage_outbox\n",
+        "",
+    )
+    code, stdout, stderr = run("usage", "status", "--json")
+    assert (code, stderr) == (0, "")
+    data = json.loads(stdout)
+    assert (data["identity_file"], data["outbox_dir"]) == (
+        f"{shown}/usage.json",
+        f"{shown}/usage_outbox",
+    )
+    assert run("usage", "disable") == (
+        0,
+        f"Usage tracking is off (recorded in {shown}/usage_disabled).\n",
+        "",
+    )
+    assert os.path.exists(os.path.join(folder, "usage_disabled"))
 
 
 def test_version_prints_the_installed_version_and_sends_nothing(

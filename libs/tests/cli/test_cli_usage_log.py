@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from arcade_usage import ServerTracker
+from cli.test_cli_status import UNSEEABLE, _queue_events
 from helpers import run_arcade, sender_pids, wait_until
 from servers import FakePostHog
 
@@ -91,3 +93,33 @@ def test_after_disable_the_log_is_empty_and_says_why(posthog: FakePostHog, first
     assert shown.stdout == (
         "No events sent or waiting. Tracking is off (disabled with `arcade usage disable`).\n"
     )
+
+
+@pytest.mark.parametrize(("make_unseeable", "error"), UNSEEABLE)
+def test_the_log_says_when_it_cannot_see_the_outbox_instead_of_no_events(
+    work_dir: Path,
+    arcade_dir: Path,
+    tmp_path: Path,
+    make_unseeable: Callable[[Path, Path], None],
+    error: str,
+) -> None:
+    """Events may wait in an outbox that cannot be looked into, as `usage status` says:
+    the log says so and why, where it said "No events sent or waiting"."""
+    _queue_events(work_dir, 3)
+    outbox = arcade_dir / "usage_outbox"
+    make_unseeable(outbox, tmp_path)
+    try:
+        shown = run_arcade("usage", "log", env=UNTRACKED)
+        as_json = run_arcade("usage", "log", "--json", env=UNTRACKED)
+    finally:
+        if outbox.is_dir() and not outbox.is_symlink():
+            outbox.chmod(0o700)  # so that pytest can clean up
+    assert (shown.returncode, shown.stderr) == (0, "")
+    assert shown.stdout == (
+        f"Cannot see what waits in {outbox} ({error})."
+        " Tracking is off (ARCADE_USAGE_TRACKING=0 is set).\n"
+    )
+    assert (as_json.returncode, as_json.stderr) == (0, "")
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
+        {"outbox_dir": str(outbox), "outbox_error": error}
+    ]

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         is_tracking_enabled,
         tracking_state,
     )
-    from arcade_usage._events import FAILED, SUCCEEDED, installed_version
+    from arcade_usage._events import FAILED, SUCCEEDED, installed_version, valid_text
     from arcade_usage._outbox import Outbox, usage_log
     from arcade_usage._scrub import scrub
     from arcade_usage._server import ServerTracker
@@ -71,6 +71,7 @@ _NAMES = {
     "scrub": "_scrub",
     "tracking_state": "_consent",
     "usage_log": "_outbox",
+    "valid_text": "_events",
 }
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "scrub",
     "tracking_state",
     "usage_log",
+    "valid_text",
 ]
 
 

@@ -71,8 +71,8 @@ def make_message(
     properties["$geoip_disable"] = True
     when = timestamp or datetime.now(timezone.utc)
     message: Message = {
-        "event": _text(event),
-        "distinct_id": _text(distinct_id),
+        "event": valid_text(event),
+        "distinct_id": valid_text(distinct_id),
         "properties": properties,
         "timestamp": when.isoformat(),
         "uuid": str(uuid.uuid4()),
@@ -97,8 +97,9 @@ def is_message(value: object) -> bool:
     )
 
 
-def _text(value: str) -> str:
-    """`value` as valid Unicode: lone surrogates become U+FFFD."""
+def valid_text(value: str) -> str:
+    """`value` as valid Unicode: lone surrogates become U+FFFD (a path's bytes that are
+    not UTF-8 too), so that it can be written as UTF-8."""
     if value.isascii():
         return value
     try:
@@ -121,9 +122,9 @@ def repair(properties: dict[str, Any]) -> dict[str, Any]:
 
 def _repaired(value: Any) -> Any:
     if isinstance(value, str):
-        return _text(value)
+        return valid_text(value)
     if isinstance(value, dict):
-        return {_text(as_text(k)): _repaired(v) for k, v in value.items()}
+        return {valid_text(as_text(k)): _repaired(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_repaired(v) for v in value]
     if value is None or isinstance(value, bool):
@@ -133,7 +134,7 @@ def _repaired(value: Any) -> Any:
     if isinstance(value, float):
         return value if value - value == 0 else None  # inf and nan are not JSON
     # Anything else JSON cannot hold, or not as it is: its text.
-    return _text(as_text(value))
+    return valid_text(as_text(value))
 
 
 # -- what a caller hands us ---------------------------------------------------------

@@ -9,7 +9,14 @@ import typer
 from arcade_cli._tracking import tracker
 from arcade_cli.exceptions import ArcadeCliError, describe_os_error
 from arcade_identity import IdentityUnavailableError
-from arcade_usage import Outbox, disable_tracking, enable_tracking, tracking_state, usage_log
+from arcade_usage import (
+    Outbox,
+    disable_tracking,
+    enable_tracking,
+    tracking_state,
+    usage_log,
+    valid_text,
+)
 
 app = typer.Typer(help="See and control the usage data arcade sends.", no_args_is_help=True)
 
@@ -47,7 +54,8 @@ def _status() -> dict[str, Any]:
     """What `status` shows, as the `--json` object (the keys are a promise to scripts).
 
     `outbox_waiting` is a count when the outbox can be looked into, else None, with
-    `outbox_error` saying why (never a 0 that may be false).
+    `outbox_error` saying why (never a 0 that may be false). Every text is valid Unicode
+    (a path's bytes that are not UTF-8 are U+FFFD), so that it can be printed as UTF-8.
 
     Creating the identity when tracking is on is what the command's own event
     would do anyway; when it is off, the file is only read.
@@ -62,17 +70,13 @@ def _status() -> dict[str, Any]:
         data = identity.load_or_create() if enabled else identity.peek()
     except IdentityUnavailableError as exc:
         problem = exc.strerror or str(exc)
-    waiting: int | None = 0
-    outbox_dir: str | None = None
-    outbox_error: str | None = None
-    try:
-        outbox = Outbox()
-        outbox_dir = str(outbox.directory)
-        outbox_error = _cannot_look_in(outbox_dir)
-        waiting = None if outbox_error else outbox.count()
-    except OSError:  # no home directory: no outbox either
-        pass
-    return {
+    outbox, outbox_error = _outbox()
+    waiting: int | None = 0  # with no home directory, no outbox: nothing waits
+    if outbox_error:
+        waiting = None
+    elif outbox:
+        waiting = outbox.count()
+    report = {
         "tracking": enabled,
         "reason": reason,
         "anon_id": (data or {}).get("anon_id"),
@@ -80,9 +84,20 @@ def _status() -> dict[str, Any]:
         "identity_file": identity_file,
         "identity_problem": problem,
         "outbox_waiting": waiting,
-        "outbox_dir": outbox_dir,
+        "outbox_dir": str(outbox.directory) if outbox else None,
         "outbox_error": outbox_error,
     }
+    return {key: valid_text(v) if isinstance(v, str) else v for key, v in report.items()}
+
+
+def _outbox() -> tuple[Outbox | None, str | None]:
+    """The outbox (None when there is no home directory to keep one in), and why it
+    cannot be looked into (`_cannot_look_in`), None when it can."""
+    try:
+        outbox = Outbox()
+    except OSError:
+        return None, None
+    return outbox, _cannot_look_in(str(outbox.directory))
 
 
 def _cannot_look_in(outbox_dir: str) -> str | None:
@@ -91,7 +106,8 @@ def _cannot_look_in(outbox_dir: str) -> str | None:
     The outbox counts only what it may read, and an outbox that is not a directory of
     this user's holds nothing it will send: it says 0. Events may wait there all the
     same (it was replaced by a link, made unreadable, given away), so the status says
-    it cannot see rather than pass that 0 off as a count. Not there yet is 0 waiting.
+    it cannot see rather than pass that 0 off as a count (the log, rather than say there
+    is nothing). Not there yet is 0 waiting.
     """
     import os
     import stat
@@ -126,24 +142,36 @@ def log(
         bool, typer.Option("--json", help="Print one JSON object per event, for scripts.")
     ] = False,
 ) -> None:
-    """Show the events sent in the last 7 days and those waiting, newest first."""
+    """Show the events sent in the last 7 days and those waiting, newest first.
+
+    When the outbox cannot be looked into, events may wait there all the same: the
+    log says so first (`--json`: one object with `outbox_dir` and `outbox_error`, as
+    `status --json` has them), rather than that none wait.
+    """
+    import json
+
     # By the time each event carries (the one shown), whichever order they were sent in.
     entries = sorted(usage_log(), key=lambda e: _when(e.get("timestamp"), exact=True), reverse=True)
     entries = entries[:count]
+    outbox, error = _outbox()
+    outbox_dir = valid_text(str(outbox.directory)) if outbox else None
     if as_json:
-        import json
-
+        if error:
+            unseen = {"outbox_dir": outbox_dir, "outbox_error": error}
+            typer.echo(json.dumps(unseen, ensure_ascii=False))
         for entry in entries:
             typer.echo(json.dumps(entry, ensure_ascii=False))
         return
+    unseen_line = f"Cannot see what waits in {outbox_dir} ({error})." if error else None
     if not entries:
         enabled, reason = tracking_state()
         typer.echo(
-            "No events sent or waiting." + ("" if enabled else f" Tracking is off ({reason}).")
+            (unseen_line or "No events sent or waiting.")
+            + ("" if enabled else f" Tracking is off ({valid_text(reason)}).")
         )
         return
-    import json
-
+    if unseen_line:
+        typer.echo(unseen_line)
     for entry in entries:
         state = "sent   " if entry.get("sent") else "waiting"
         typer.echo(
@@ -175,12 +203,14 @@ def enable() -> None:
     try:
         enable_tracking()
     except OSError as exc:
-        raise ArcadeCliError(f"cannot enable tracking: {describe_os_error(exc)}") from exc
+        raise ArcadeCliError(
+            f"cannot enable tracking: {valid_text(describe_os_error(exc))}"
+        ) from exc
     enabled, reason = tracking_state()
     if enabled:
         typer.echo("Usage tracking is on.")
     else:
-        typer.echo(f"Usage tracking is still off: {reason}.")
+        typer.echo(f"Usage tracking is still off: {valid_text(reason)}.")
 
 
 @app.command()
@@ -190,7 +220,9 @@ def disable() -> None:
         waiting = Outbox().count()
         path = disable_tracking()
     except OSError as exc:
-        raise ArcadeCliError(f"cannot disable tracking: {describe_os_error(exc)}") from exc
-    typer.echo(f"Usage tracking is off (recorded in {path}).")
+        raise ArcadeCliError(
+            f"cannot disable tracking: {valid_text(describe_os_error(exc))}"
+        ) from exc
+    typer.echo(f"Usage tracking is off (recorded in {valid_text(str(path))}).")
     if waiting:
         typer.echo(f"Deleted {waiting} event(s) that were waiting to be sent.")
