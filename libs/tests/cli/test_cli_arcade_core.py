@@ -200,6 +200,40 @@ def test_an_api_key_context_of_arcade_core_is_validated(
     assert 1 <= cloud.validations <= len(linking)
 
 
+def test_a_self_hosted_contexts_key_is_not_sent_to_arcade_cloud(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, work_dir: Path
+) -> None:
+    """A `kind: self_hosted` context (an engine of the user's own) holds that engine's key:
+    presented to Arcade Cloud (its lookup's fallback) it would be a secret of another
+    installation sent to a third party. arcade-core's own usage identity never presents
+    it either: the events stay anonymous."""
+    key = "self-hosted-secret-key"
+    cloud.add_account(key, "prn_self", "s@x.io")  # whatever Cloud would answer
+    engine = "http://127.0.0.1:9/engine"
+    onprem = NamedContext(kind="self_hosted", engine_url=engine, api_key=key)
+    arcade_core_login({"onprem": onprem}, "onprem")
+    before = (work_dir / "credentials.yaml").read_bytes()
+
+    status()
+    whoami = run_arcade("whoami")
+    login = run_arcade("login", "--api-key", account_a.key)
+
+    assert whoami.returncode == 0, whoami.stderr
+    assert "Principal: none (a self-hosted context" in whoami.stdout
+    assert f"Engine:    {engine}" in whoami.stdout
+    assert "Cloud:" not in whoami.stdout
+    assert key not in whoami.stdout + whoami.stderr
+    # Our login would replace that context whole, and its key with it.
+    assert login.returncode == 1
+    assert "self-hosted" in login.stderr
+    assert "ARCADE_CONTEXT" in login.stderr
+    assert (work_dir / "credentials.yaml").read_bytes() == before
+    events = wait_until(lambda: len(posthog.command_events()) == 3 and posthog.command_events())
+    assert all(e["properties"]["$process_person_profile"] is False for e in events)
+    assert posthog.aliases() == []
+    assert cloud.validations == 0, "the self-hosted key was presented to Arcade Cloud"
+
+
 # -- our login, read by today's Arcade CLI -------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import struct
@@ -31,8 +32,30 @@ pytestmark = pytest.mark.timeout(60)
 NO_WAY_OUT = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
 
 
+TWO_CONTEXTS = """\
+cloud:
+  active_context: work
+  contexts:
+    work:
+      api_key: arc_key_work_0123456789
+      user: {email: work@example.com}
+    home:
+      api_key: arc_key_home_0123456789
+      user: {email: home@example.com}
+"""
+
+
 def everything_posthog_got(posthog: FakePostHog) -> str:
     return json.dumps(posthog.events())
+
+
+def saved_by_hand(arcade_dir: Path, text: str) -> Path:
+    """A credentials file as a user (or another tool) left it."""
+    arcade_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials = arcade_dir / "credentials.yaml"
+    credentials.write_text(text)
+    credentials.chmod(0o600)
+    return credentials
 
 
 # -- login with an API key -----------------------------------------------------------------
@@ -156,6 +179,110 @@ def test_login_when_the_cloud_is_down_or_hangs_fails_quickly_and_saves_nothing(
     failed = wait_until(lambda: posthog.events("CLI execution failed"))
     assert failed[0]["distinct_id"] == first_run
     assert posthog.aliases() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (["--api-key", "{key}\nsecond line"], None),
+        (["--api-key", "{key}\u00e9"], None),
+        (["--api-key", "-"], "{key}\nfoo\n"),
+        (["--api-key", "-"], "{key}\0\n"),
+    ],
+    ids=["two-lines", "non-ascii", "two-lines-on-stdin", "nul-on-stdin"],
+)
+def test_a_malformed_api_key_is_not_reported_as_cloud_unreachable(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    account_a: Account,
+    arcade_dir: Path,
+    first_run: str,
+    args: list[str],
+    stdin: str | None,
+) -> None:
+    """Cloud is up; the key (pasted with a stray line or character) cannot be put in a
+    header. "cannot reach Arcade Cloud" would send the user to debug the network."""
+    args = [arg.format(key=account_a.key) for arg in args]
+    result = run_arcade("login", *args, input=stdin and stdin.format(key=account_a.key))
+
+    error = assert_one_line_error(result, "API key")
+    assert "cannot reach" not in error
+    assert account_a.key not in result.stdout + result.stderr
+    assert not (arcade_dir / "credentials.yaml").exists()
+    assert cloud.validations == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [(["--api-key", " {key} "], None), (["--api-key", "-"], "  {key}\r\n\n")],
+    ids=["argument", "stdin"],
+)
+def test_spaces_and_line_breaks_around_a_pasted_key_are_not_part_of_it(
+    posthog: FakePostHog,
+    account_a: Account,
+    arcade_dir: Path,
+    args: list[str],
+    stdin: str | None,
+) -> None:
+    args = [arg.format(key=account_a.key) for arg in args]
+    result = run_arcade("login", *args, input=stdin and stdin.format(key=account_a.key))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Logged in as {account_a.email}.\n"
+    saved = yaml.safe_load((arcade_dir / "credentials.yaml").read_text())
+    assert saved["cloud"]["api_key"] == account_a.key
+
+
+@pytest.mark.parametrize("host", ["notaurl", "ftp://cloud.example", "http://[::1"])
+def test_login_with_a_malformed_host_says_the_url_is_wrong(
+    posthog: FakePostHog,
+    cloud: FakeCloud,
+    account_a: Account,
+    arcade_dir: Path,
+    first_run: str,
+    host: str,
+) -> None:
+    result = run_arcade("login", "--api-key", account_a.key, "--host", host)
+    error = assert_one_line_error(result, "--host", "not an http:// or https:// URL")
+    assert "cannot reach" not in error
+
+    from_env = run_arcade("login", "--api-key", account_a.key, env={"ARCADE_CLOUD_URL": host})
+    error = assert_one_line_error(from_env, f"{host} is not an http:// or https:// URL")
+    assert "cannot reach" not in error
+    assert not (arcade_dir / "credentials.yaml").exists()
+    assert cloud.validations == 0
+
+
+def test_a_saved_key_that_cannot_be_sent_is_reported_as_such_not_as_cloud_unreachable(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, arcade_dir: Path
+) -> None:
+    """A hand-written file whose key kept a line break: whoami says what is wrong with it,
+    and tracked commands go on, anonymous."""
+    saved_by_hand(arcade_dir, f'cloud:\n  api_key: "{account_a.key}\\nmore"\n')
+
+    whoami = run_arcade("whoami")
+    assert whoami.returncode == 0, whoami.stderr
+    assert "Principal: unknown (the API key or token cannot be sent" in whoami.stdout
+    assert "cannot reach" not in whoami.stdout
+    assert account_a.key not in whoami.stdout + whoami.stderr
+    status = run_arcade("usage", "status")
+    assert status.returncode == 0, status.stderr
+    assert status.stderr == ""
+    events = wait_until(lambda: len(posthog.command_events()) == 2 and posthog.command_events())
+    assert all(e["properties"]["$process_person_profile"] is False for e in events)
+    assert cloud.validations == 0
+
+
+def test_login_that_cannot_save_names_credentials_yaml_not_a_temp_file(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    (arcade_dir / "credentials.yaml").mkdir()
+    error = assert_one_line_error(
+        run_arcade("login", "--api-key", account_a.key), "cannot save credentials"
+    )
+    assert ".tmp" not in error
+    assert error == f"cannot save credentials to {arcade_dir / 'credentials.yaml'}: Is a directory"
+    assert (arcade_dir / "credentials.yaml").is_dir()
 
 
 # -- login in the browser ------------------------------------------------------------------
@@ -378,6 +505,49 @@ def test_whoami_when_not_logged_in_says_so_and_fails(
     assert failed[0]["distinct_id"] == first_run
 
 
+def test_a_credentials_file_that_is_not_a_file_is_named_once_in_the_error(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    credentials = arcade_dir / "credentials.yaml"
+    os.mkfifo(credentials)
+    error = assert_one_line_error(run_arcade("whoami"), "not a regular file", "arcade login")
+    assert error.count(str(credentials)) == 1, error
+
+    credentials.unlink()
+    saved_by_hand(arcade_dir, "#" * (70 * 1024))
+    error = assert_one_line_error(run_arcade("whoami"), "larger than 64 KiB", "arcade login")
+    assert error.count(str(credentials)) == 1, error
+
+    saved_by_hand(arcade_dir, "cloud: [unclosed\n")
+    error = assert_one_line_error(run_arcade("whoami"), "not valid YAML", "arcade login")
+    assert error.count(str(credentials)) == 1, error
+
+
+def test_whoami_of_a_self_hosted_context_shows_no_principal_and_asks_no_cloud(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path
+) -> None:
+    key = "self-hosted-secret-key"
+    cloud.add_account(key, "prn_self", "s@x.io")  # whatever Cloud would answer
+    saved_by_hand(
+        arcade_dir,
+        "cloud:\n  active_context: onprem\n  contexts:\n    onprem:\n"
+        f"      kind: self_hosted\n      engine_url: http://127.0.0.1:9/engine\n"
+        f"      api_key: {key}\n",
+    )
+
+    result = run_arcade("whoami")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "Email:     unknown\n"
+        "Principal: none (a self-hosted context; usage events stay anonymous)\n"
+        "Engine:    http://127.0.0.1:9/engine\n"
+        "Context:   onprem\n"
+    )
+    wait_until(posthog.command_events)
+    assert cloud.validations == 0
+
+
 # -- logout --------------------------------------------------------------------------------
 
 
@@ -404,3 +574,35 @@ def test_logout_says_so_and_starts_a_new_anonymous_identity(
     assert again.returncode == 0, again.stderr
     assert again.stdout == "Not logged in.\n"
     assert json.loads((arcade_dir / "usage.json").read_text())["anon_id"] == new_anon
+
+
+def test_logout_with_arcade_context_naming_no_saved_context_deletes_nothing(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    """`ARCADE_CONTEXT=typo arcade whoami` says "not logged in"; logout with the same
+    environment says so too, and leaves every other context's key where it was."""
+    credentials = saved_by_hand(arcade_dir, TWO_CONTEXTS)
+    typo = {"ARCADE_CONTEXT": "typo"}
+    assert_one_line_error(run_arcade("whoami", env=typo), "not logged in")
+
+    logout = run_arcade("logout", env=typo)
+
+    assert logout.returncode == 0, logout.stderr
+    assert logout.stdout == "Not logged in.\n"
+    assert credentials.read_text() == TWO_CONTEXTS
+
+
+def test_logout_of_a_credentials_file_it_cannot_parse_keeps_it(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
+) -> None:
+    """A hand-edited file with one YAML mistake holds several contexts' keys: logout cannot
+    tell which context is in force, so it says why in one line and loses nothing."""
+    damaged = TWO_CONTEXTS + "    broken: [unclosed\n"
+    credentials = saved_by_hand(arcade_dir, damaged)
+
+    logout = run_arcade("logout")
+
+    error = assert_one_line_error(logout, "not valid YAML", "Fix the file, or delete it")
+    assert error.count(str(credentials)) == 1, error
+    assert logout.stdout == ""
+    assert credentials.read_text() == damaged

@@ -210,6 +210,33 @@ def test_login_and_disable_on_a_disk_that_takes_no_write(
     assert not work_dir.exists()
 
 
+def test_logout_of_a_credentials_file_it_cannot_read_keeps_it(
+    posthog: FakePostHog, arcade_dir: Path
+) -> None:
+    """Run as a user the file is not readable by (a user namespace without our uid), in a
+    folder that user may write to: logout could delete what it cannot read, and must not."""
+    skip_unless_unshare("-U")
+    arcade_dir.mkdir(mode=0o700, parents=True)
+    credentials = arcade_dir / "credentials.yaml"
+    credentials.write_text("cloud:\n  api_key: arc_key_someone_0123\n")
+    credentials.chmod(0)
+    arcade_dir.chmod(0o777)
+
+    logout = subprocess.run(
+        ["unshare", "-U", str(ARCADE), "logout"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "ARCADE_USAGE_TRACKING": "0"},  # no notice, no files of its own
+        check=False,
+    )
+
+    assert_one_line_error(
+        logout, "cannot remove credentials", str(credentials), "Permission denied"
+    )
+    assert credentials.exists()
+
+
 # -- no home directory ---------------------------------------------------------------------
 
 

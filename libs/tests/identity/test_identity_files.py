@@ -187,6 +187,21 @@ def test_the_users_own_symlinks_are_used_not_chmod_ed_through(
     assert _mode(elsewhere / "usage.json") == 0o600
 
 
+def test_a_tracked_command_does_not_chmod_a_directory_in_place_of_credentials(
+    arcade_dir: Path,
+) -> None:
+    """ "Tightened" is for a file of ours left loose; a directory at that name made 0600
+    could no longer be entered by its owner."""
+    arcade_dir.mkdir(mode=0o700)
+    folder = arcade_dir / "credentials.yaml"
+    folder.mkdir()
+    folder.chmod(0o755)
+
+    assert UsageIdentity().get_principal_id() is None
+
+    assert _mode(folder) == 0o755
+
+
 def test_a_relative_work_dir_is_made_absolute_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,9 @@ refreshing a token or rewriting the file is the owning CLI's job.
 The context in force is the one `ARCADE_CONTEXT` names (for one process), else
 `active_context`, else the only context, else the flat fields. Its credential is
 its `auth.access_token` (looked up at `/auth/whoami`), else its `api_key`, else the
-pre-context `api.key` (both looked up at `/auth/validate`).
+pre-context `api.key` (both looked up at `/auth/validate`). A context of kind
+`self_hosted` (an engine of the user's own) holds that engine's credential: it is
+never presented to Arcade Cloud, and such a context has no principal.
 
 The fingerprint records which file (and which `ARCADE_CONTEXT`) a link was made
 with, so that a later command can trust the link from a `stat` (or, failing
@@ -38,6 +40,8 @@ MAX_CREDENTIALS_SIZE = 64 * 1024
 reading or parsing it must not eat into a command's 2 s budget."""
 
 CONTEXT_ENV = "ARCADE_CONTEXT"
+SELF_HOSTED = "self_hosted"
+"""arcade-core's `kind` of a context whose engine (and credential) is the user's own."""
 DEFAULT_CONTEXT = "default"
 """The context name arcade-core gives credentials that came without one."""
 
@@ -46,7 +50,10 @@ Fingerprint = dict[str, Any]
 
 class Credentials:
     """The credentials of the context in force: an API key or an OAuth access token, the
-    account's email, a non-default Cloud URL, and the context's name, org and project."""
+    account's email, a non-default Cloud URL, and the context's name, org and project.
+
+    `engine_url` is set for a self-hosted context (arcade-core's `kind: self_hosted`):
+    its credential is that engine's, not Arcade Cloud's."""
 
     __slots__ = (
         "access_token",
@@ -55,11 +62,13 @@ class Credentials:
         "context",
         "coordinator_url",
         "email",
+        "engine_url",
         "expires_at",
         "org_id",
         "org_name",
         "project_id",
         "project_name",
+        "self_hosted",
     )
 
     def __init__(
@@ -76,6 +85,8 @@ class Credentials:
         project_id: str | None = None,
         org_name: str | None = None,
         project_name: str | None = None,
+        self_hosted: bool = False,
+        engine_url: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.email = email
@@ -88,10 +99,15 @@ class Credentials:
         self.project_id = project_id
         self.org_name = org_name
         self.project_name = project_name
+        self.self_hosted = self_hosted
+        self.engine_url = engine_url
 
     @property
     def secret(self) -> str | None:
-        """What is presented to Arcade Cloud: the access token, else the API key."""
+        """What is presented to Arcade Cloud: the access token, else the API key; never
+        the credential of a self-hosted context (another installation's secret)."""
+        if self.self_hosted:
+            return None
         return self.access_token or self.api_key
 
     def expired(self, now: float) -> bool:
@@ -195,7 +211,9 @@ def parse_credentials(raw: bytes, context: str | None = None) -> Credentials | N
     details = _mapping(fields.get("context"))
     access_token = _text(auth.get("access_token"), "an access token")
     api_key = _text(fields.get("api_key"), "an API key")
-    if api_key is None:
+    if api_key is None and cloud.get("kind") != SELF_HOSTED:
+        # The pre-context key goes with the flat fields: not when they are a self-hosted
+        # engine's (a file an older `arcade login` of ours wrote may hold its key there).
         api_key = _text(_mapping(cloud.get("api")).get("key"), "an API key")
     if access_token is None and api_key is None:
         return None
@@ -214,6 +232,8 @@ def parse_credentials(raw: bytes, context: str | None = None) -> Credentials | N
         project_id=_text(details.get("project_id")),
         org_name=_text(details.get("org_name")),
         project_name=_text(details.get("project_name")),
+        self_hosted=fields.get("kind") == SELF_HOSTED,
+        engine_url=_text(fields.get("engine_url")),
     )
 
 
@@ -321,20 +341,24 @@ def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
 
     The file goes when that was its only context (or it had none, the older
     shape); otherwise the context is dropped and, if it was the active one, the
-    first remaining (by name, as arcade-core picks) becomes active.
+    first remaining (by name, as arcade-core picks) becomes active. A context
+    `ARCADE_CONTEXT` names that the file lacks: nothing to remove, nothing touched.
+
+    Raises CredentialsError, leaving the file as it is, when it cannot be read or
+    parsed: which context is in force (and what else it holds) cannot be told.
     """
     path = credentials_path(work_dir)
-    try:
-        found = read_raw_credentials(path)
-        if found is None:
-            return False
-        doc = load_document(found[0])
-    except CredentialsError:
-        doc = None  # damaged or unreadable: removed whole (or unlink says why it cannot be)
+    found = read_raw_credentials(path)
+    if found is None:
+        return False
+    doc = load_document(found[0])
     cloud = _mapping(doc.get("cloud")) if doc else {}
     contexts = _mapping(cloud.get("contexts"))
-    name, _ = context_in_force(cloud, selected_context())
-    if name is None or name not in contexts or len(contexts) == 1:
+    chosen = selected_context()
+    if chosen is not None and chosen not in contexts:
+        return False  # as `whoami` sees it: not logged in
+    name, _ = context_in_force(cloud, chosen)
+    if name is None or len(contexts) == 1:
         try:
             remove_file(path)  # on Windows, waits for a reader that holds it open
         except FileNotFoundError:
@@ -383,7 +407,7 @@ def _write(path: Path, cloud: dict[str, Any], contexts: dict[str, Any], active: 
     section: dict[str, Any] = {**rest, "active_context": active, "contexts": contexts}
     section.update({k: v for k, v in flat.items() if k in FLAT_FIELDS})
     key = flat.get("api_key")
-    if isinstance(key, str) and key and not flat.get("auth"):
+    if isinstance(key, str) and key and not flat.get("auth") and flat.get("kind") != SELF_HOSTED:
         section["api"] = {"key": key}  # the pre-context shape, for older readers
     write_atomic(path, yaml.safe_dump({"cloud": section}, sort_keys=False).encode())
 
@@ -422,13 +446,15 @@ def fingerprint(
 def current_stat(path: str | os.PathLike[str]) -> os.stat_result | None:
     """The credentials file's stat (tightening a loose mode first); None when absent.
 
-    A symlink (credentials kept elsewhere on purpose) is followed, never chmod-ed through.
+    A symlink (credentials kept elsewhere on purpose) is followed, never chmod-ed through;
+    only a regular file is tightened (a directory at that name made 0600 could no
+    longer be entered).
     """
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
             return os.stat(path)
-        if st.st_mode & 0o077:
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
             tighten(path, st.st_mode)
             st = os.lstat(path)
     except OSError:

@@ -116,7 +116,16 @@ def _request(
             timeout=timeout, transport=transport, event_hooks={"request": [went_out]}
         ) as client:
             response = client.get(url, headers={"Authorization": f"Bearer {secret}"})
-    except Exception as exc:  # refused, reset, bad URL, TLS: all mean "no answer"
+    except (UnicodeEncodeError, http.LocalProtocolError) as exc:
+        # Refused before a byte went out: the only header of ours is the credential
+        # (and the exception's text holds it: never shown).
+        raise PrincipalLookupError(
+            "the API key or token cannot be sent in an HTTP header: it holds a space,"
+            " a line break, or a control or non-ASCII character"
+        ) from exc
+    except (http.UnsupportedProtocol, http.InvalidURL) as exc:
+        raise PrincipalLookupError(f"{base_url} is not an http:// or https:// URL") from exc
+    except Exception as exc:  # refused, reset, TLS: all mean "no answer"
         raise PrincipalLookupError(f"cannot reach Arcade Cloud at {base_url}") from exc
     if response.status_code in (401, 403):
         raise InvalidApiKeyError("Arcade Cloud rejected the API key")

@@ -55,10 +55,20 @@ def login(
     """Log in to Arcade Cloud, with the browser or an API key."""
     # A damaged credentials file is what a new login replaces, not a reason to refuse.
     current = _current_credentials(replacing=True)
+    if current is not None and current.self_hosted:
+        # Replacing it would lose that engine's key; logging out first would too.
+        raise ArcadeCliError(
+            f"the context in force ({current.context or 'the saved one'}) is a self-hosted "
+            "engine's. Log in to Arcade Cloud in another: ARCADE_CONTEXT=<name> arcade login"
+        )
+    if host is not None:
+        _check_url(host)
     base_url = (host or cloud_base_url(current)).rstrip("/")
     email_hint = None
     if api_key == "-":
         api_key = _key_from_stdin()
+    elif api_key is not None:
+        api_key = _pasted_key(api_key, "--api-key")
     if api_key is None:
         if current is not None:
             typer.echo(
@@ -76,7 +86,10 @@ def login(
     try:
         save_credentials(Credentials(api_key, email, coordinator_url))
     except OSError as exc:
-        raise ArcadeCliError(f"cannot save credentials: {describe_os_error(exc)}") from exc
+        # Named as the user knows it, not as the temp file the failed rename held.
+        raise ArcadeCliError(
+            f"cannot save credentials to {credentials_path()}: {exc.strerror or exc}"
+        ) from exc
     who = email or "your Arcade account"
     if current is not None and current.email and current.email != email:
         typer.echo(f"Logged in as {who} (replacing {current.email}).")
@@ -88,6 +101,13 @@ def logout() -> None:
     """Log out: remove the credentials of the context in force."""
     try:
         removed = remove_credentials()
+    except CredentialsUnreadableError as exc:
+        raise ArcadeCliError(f"cannot remove credentials: {exc}") from exc
+    except CredentialsError as exc:  # its contexts cannot be told apart: all are kept
+        raise ArcadeCliError(
+            f"cannot remove credentials: {_naming_the_file(exc)}. "
+            "Fix the file, or delete it to log out of every context."
+        ) from exc
     except OSError as exc:
         raise ArcadeCliError(f"cannot remove credentials: {describe_os_error(exc)}") from exc
     typer.echo("Logged out." if removed else "Not logged in.")
@@ -98,6 +118,9 @@ def whoami() -> None:
     credentials = _current_credentials()
     if credentials is None:
         raise ArcadeCliError("not logged in. Run `arcade login`.")
+    if credentials.self_hosted:
+        _show_self_hosted(credentials)
+        return
     import time
 
     base_url = cloud_base_url(credentials)
@@ -130,6 +153,15 @@ def whoami() -> None:
         typer.echo(f"Project:   {_named(credentials.project_name, credentials.project_id)}")
 
 
+def _show_self_hosted(credentials: Credentials) -> None:
+    """A self-hosted context: its key is its engine's, never shown to Arcade Cloud."""
+    typer.echo(f"Email:     {credentials.email or 'unknown'}")
+    typer.echo("Principal: none (a self-hosted context; usage events stay anonymous)")
+    typer.echo(f"Engine:    {credentials.engine_url or 'unknown'}")
+    if credentials.context:
+        typer.echo(f"Context:   {credentials.context}")
+
+
 def _named(name: str | None, ident: str) -> str:
     return f"{name} ({ident})" if name else ident
 
@@ -145,9 +177,13 @@ def _current_credentials(*, replacing: bool = False) -> Credentials | None:
     except CredentialsError as exc:
         if replacing:
             return None
-        raise ArcadeCliError(
-            f"{exc} ({credentials_path()}). Run `arcade login` to replace it."
-        ) from exc
+        raise ArcadeCliError(f"{_naming_the_file(exc)}. Run `arcade login` to replace it.") from exc
+
+
+def _naming_the_file(exc: CredentialsError) -> str:
+    """The error, with the credentials file's path once (some messages hold it already)."""
+    message, path = str(exc), str(credentials_path())
+    return message if path in message else f"{message} ({path})"
 
 
 MAX_KEY_BYTES = 4096
@@ -157,8 +193,8 @@ def _key_from_stdin() -> str:
     """The key piped in (`arcade login --api-key - < key.txt`): out of shell history and `ps`.
 
     At a terminal it is asked for without echo, as a password is: typed keys would
-    otherwise stay on the screen (and in the terminal's scrollback). One trailing
-    newline, as `echo` or a text editor leaves it, is not part of the key.
+    otherwise stay on the screen (and in the terminal's scrollback). Spaces and line
+    breaks around it, as `echo`, a text editor or a paste leave them, are not part of it.
     """
     import sys
 
@@ -174,7 +210,7 @@ def _key_from_stdin() -> str:
             raise
         if not key:
             raise ArcadeCliError("--api-key -: no API key was typed.")
-        return key
+        return _pasted_key(key, "--api-key -")
     raw = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
     if len(raw) > MAX_KEY_BYTES:
         raise ArcadeCliError(f"--api-key -: more than {MAX_KEY_BYTES} bytes on standard input.")
@@ -182,10 +218,40 @@ def _key_from_stdin() -> str:
         key = raw.decode()
     except UnicodeDecodeError as exc:
         raise ArcadeCliError("--api-key -: standard input is not UTF-8 text.") from exc
-    key = key.removesuffix("\n").removesuffix("\r")
-    if not key:
+    if not key.strip():
         raise ArcadeCliError("--api-key -: no API key on standard input.")
+    return _pasted_key(key, "--api-key -")
+
+
+def _pasted_key(key: str, option: str) -> str:
+    """`key` without the spaces and line breaks a paste leaves around it; an error,
+    never showing it, when what remains cannot be an API key (or an HTTP header)."""
+    key = key.strip()
+    if not key:
+        raise ArcadeCliError(f"{option}: the API key is empty.")
+    if not all("!" <= char <= "~" for char in key):
+        raise ArcadeCliError(
+            f"{option}: the API key holds a space, a line break, or a control or "
+            "non-ASCII character, which no API key has. Check what was pasted."
+        )
     return key
+
+
+def _check_url(url: str) -> None:
+    """`--host` must be an http:// or https:// URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok or any(char.isspace() for char in url):
+        # Not echoed: a URL may carry a user name and password.
+        raise ArcadeCliError(
+            "--host: not an http:// or https:// URL (such as https://cloud.arcade.dev)."
+        )
 
 
 def _validate(api_key: str, base_url: str) -> Principal:
