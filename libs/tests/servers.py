@@ -30,6 +30,8 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), handler)
         self.lock = threading.Lock()
         self.release = threading.Event()  # set to end every hanging request
+        # Mode "held": a request waits (`holding` set) until `go_on`, then is answered.
+        self.holding, self.go_on = threading.Event(), threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         # A request acts out the mode in force when it was counted, so a test that has
@@ -82,6 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "error":
             self.reply(503, {"detail": "unavailable"})
             return True
+        if mode == "held":
+            self.server.holding.set()
+            self.server.go_on.wait(HANG_SECONDS)
         return False
 
 

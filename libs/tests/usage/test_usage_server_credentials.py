@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedCon
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from arcade_usage import ServerTracker
 from helpers import run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
@@ -154,8 +156,6 @@ def test_a_server_running_across_an_arcade_core_login_sends_as_the_new_account(
     through arcade-core's `Config` (a new context, made active): the tracker looks
     the new principal up on a thread of its own, links it (a fresh anon_id aliased
     to B, never A's), and the calls after that are B's, none of them A's."""
-    from arcade_usage import ServerTracker
-
     config = Config(contexts={"a": _oauth_context(cloud, "tok-a", "acc_a")})
     config.use_context("a")
     config.save_to_file()
@@ -189,3 +189,165 @@ def test_a_server_running_across_an_arcade_core_login_sends_as_the_new_account(
     assert (a, b) == ("acc_a", "acc_b")
     assert first_anon != second_anon
     assert not posthog.same_person("acc_a", "acc_b")
+
+
+# -- what a relink must not do ---------------------------------------------------------------
+
+
+def _server_linked_to_a(cloud: FakeCloud, posthog: FakePostHog) -> ServerTracker:
+    """A tracker whose start linked the machine to acc_a (arcade-core's login as A)."""
+    config = Config(contexts={"a": _oauth_context(cloud, "tok-a", "acc_a")})
+    config.use_context("a")
+    config.save_to_file()
+    tracker = ServerTracker()
+    tracker.track_server_start("stdio", None, None, 1, None)
+    wait_until(lambda: posthog.events("MCP server started"))
+    assert posthog.events("MCP server started")[0]["distinct_id"] == "acc_a"
+    return tracker
+
+
+def _login_as_b(cloud: FakeCloud) -> None:
+    """`arcade login` of today's Arcade CLI (arcade-core's Config), as B, elsewhere."""
+    config = Config.load_from_file()
+    assert config.contexts is not None
+    config.contexts["b"] = _oauth_context(cloud, "tok-b", "acc_b")
+    config.use_context("b")
+    config.save_to_file()
+
+
+def test_a_relink_that_cloud_failed_is_tried_again_later(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloud fails the lookup of B's token just as the server sees it: once Cloud is back
+    and the retry period has passed (shortened here from 5 minutes), the server asks
+    again and sends as B, rather than under random ids for the rest of its life (a
+    failed answer was kept for the life of the process)."""
+    import arcade_identity._lookup as lookup
+    import arcade_usage._server as server
+
+    monkeypatch.setattr(server, "RELINK_RETRY", 0.5)
+    monkeypatch.setattr(lookup, "FAILED_LOOKUP_MEMORY", 0.5)
+    tracker = _server_linked_to_a(cloud, posthog)
+    asked = cloud.whoamis
+
+    cloud.mode = "error"
+    _login_as_b(cloud)
+    tracker.track_tool_call(True)
+    wait_until(lambda: cloud.whoamis > asked and not tracker._relinking.locked())
+    cloud.mode = "ok"
+
+    def a_call_as_b() -> bool:
+        tracker.track_tool_call(True)
+        return any(e["distinct_id"] == "acc_b" for e in posthog.events(CALLED))
+
+    try:
+        wait_until(a_call_as_b, timeout=10, interval=0.2)
+    finally:
+        wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    assert cloud.whoamis == asked + 2  # B's token, failed, then once more
+
+
+def test_a_relink_under_way_during_a_logout_links_nobody(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    """The server looks B up; before Cloud answers, the user logs out (credentials
+    removed, anon_id rotated, link cleared). The answer must not link B again, nor alias
+    the post-logout anon_id to B: the logged-out user's history is nobody's account."""
+    from arcade_identity import remove_credentials
+    from arcade_usage import CommandTracker
+
+    tracker = _server_linked_to_a(cloud, posthog)
+    config = Config(contexts={"b": _oauth_context(cloud, "tok-b", "acc_b")})
+    config.use_context("b")
+    config.save_to_file()  # logged in as B (arcade-core), the only context
+    cloud.mode = "held"
+    tracker.track_tool_call(True)  # the relink starts looking B up
+    assert cloud.holding.wait(10)
+
+    assert remove_credentials()  # `arcade logout` in another terminal, meanwhile
+    CommandTracker(cli_version="1").track_command_execution("logout", True, is_logout=True)
+    after_logout = json.loads((work_dir / "usage.json").read_bytes())
+    assert after_logout["linked_principal_id"] is None
+    cloud.go_on.set()  # Cloud answers: B
+
+    try:
+        wait_until(lambda: not tracker._relinking.locked())
+    finally:
+        wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    assert json.loads((work_dir / "usage.json").read_bytes()) == after_logout
+    assert [b for _, b in posthog.aliases()] == ["acc_a"]
+
+
+TRIGGERING_CALL = r"""
+import hashlib, json, sys, time  # hashlib: a changed file is hashed (as before)
+from arcade_usage import ServerTracker
+
+tracker = ServerTracker(server_version="1")
+for _ in range(20):
+    tracker.track_tool_call(True)
+yaml_before = "yaml" in sys.modules
+with open(sys.argv[1], "wb") as f:  # arcade-core refreshed the token: same account, in place
+    f.write(sys.argv[2].encode())
+cpu = time.thread_time()
+tracker.track_tool_call(True)
+cpu = time.thread_time() - cpu
+print(json.dumps({"yaml_before": yaml_before, "cpu_ms": cpu * 1e3}))
+"""
+
+
+def test_the_call_that_sees_new_credentials_costs_its_thread_no_yaml(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    """In a server whose steady path never loaded YAML, the first call after a token
+    refresh costs its thread what a call costs (it cost ~20 ms of CPU importing and
+    parsing YAML): reading the new credentials is the relink thread's work."""
+    from arcade_usage import CommandTracker
+
+    config = Config(contexts={"a": _oauth_context(cloud, "tok-1", "acc_a")})
+    config.use_context("a")
+    config.save_to_file()
+    CommandTracker(cli_version="1").track_command_execution("status", True)  # links acc_a
+    assert json.loads((work_dir / "usage.json").read_bytes())["linked_principal_id"] == "acc_a"
+    path = work_dir / "credentials.yaml"
+    refreshed = path.read_text().replace("tok-1", "tok-2")
+    cloud.add_token("tok-2", "acc_a", "acc_a@x.io")
+
+    run = subprocess.run(
+        [sys.executable, "-c", TRIGGERING_CALL, str(path), refreshed],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(run.stdout.splitlines()[-1])
+    wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    assert found["yaml_before"] is False
+    assert found["cpu_ms"] < 5.0, found
+
+
+def test_an_expired_token_does_not_count_as_the_linked_account(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
+) -> None:
+    """Credentials switched to a context of A's whose token has expired: not presented to
+    Cloud, so nobody vouches for it; the calls are nobody's, not A's."""
+    tracker = _server_linked_to_a(cloud, posthog)
+    config = Config.load_from_file()
+    assert config.contexts is not None
+    stale = _oauth_context(cloud, "tok-old", "acc_a")
+    assert stale.auth is not None
+    stale.auth.expires_at = datetime.now() - timedelta(hours=2)
+    config.contexts["old"] = stale
+    config.use_context("old")
+    config.save_to_file()
+    asked = cloud.whoamis
+
+    tracker.track_tool_call(True)
+    wait_until(lambda: not tracker._relinking.locked())
+    for _ in range(3):
+        tracker.track_tool_call(True)
+    try:
+        wait_until(lambda: len(posthog.events(CALLED)) >= 4)
+    finally:
+        wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    assert cloud.whoamis == asked
+    assert [e["distinct_id"] for e in posthog.events(CALLED) if e["distinct_id"] == "acc_a"] == []

@@ -163,9 +163,11 @@ class UsageIdentity:
         """Link `anon_id` to `principal_id`, aliasing it first; True if this call did it.
 
         Under the `usage.json` lock (waited for at most `timeout` s), after a
-        re-read: already linked to `principal_id` → nothing is aliased and False
-        is returned (the credentials' fingerprint is refreshed if it changed, so
-        the next commands trust the link without a lookup). Linked to another
+        re-read: credentials that are no longer those `principal_id` was found in
+        (a logout meanwhile) → nothing changes. Already linked to `principal_id` →
+        nothing is aliased and False is returned (the credentials' fingerprint is
+        refreshed if it changed, so the next commands trust the link without a
+        lookup). Linked to another
         principal → `anon_id` is rotated first, so an id already merged into one
         account is never aliased onto another. Then `alias(anon_id, principal_id)`
         is called, still under the lock (the caller bounds its time), and the link
@@ -177,11 +179,14 @@ class UsageIdentity:
         IdentityUnavailableError if the file cannot be read or written.
         """
         fingerprint = self._fingerprint_for(principal_id)
+        path = self.credentials_path
         made = False
         interrupted: list[BaseException] = []
 
         def link(data: Data) -> Data | None:
             nonlocal made
+            if fingerprint is not None and not _credentials.matches(path, fingerprint):
+                return None  # they changed meanwhile (a logout): the next look decides
             linked = linked_principal(data)
             if linked == principal_id:
                 if fingerprint is None or data.get(LINKED_CREDENTIALS) == fingerprint:

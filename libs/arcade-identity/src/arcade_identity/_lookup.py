@@ -59,9 +59,10 @@ class Principal:
         return f"Principal(principal_id={self.principal_id!r}, email={self.email!r})"
 
 
-# One answer (or failure) per (base URL, kind, credential) for the life of the process,
-# so that `arcade login`'s own validation also serves as the tracker's lookup.
-_answers: dict[tuple[str, str, str], Principal | Exception] = {}
+# One answer per (base URL, kind, credential) for the life of the process, so that
+# `arcade login`'s own validation also serves as the tracker's lookup; a failure, for
+# FAILED_LOOKUP_MEMORY seconds (a long-lived process asks again after that), with when.
+_answers: dict[tuple[str, str, str], tuple[Principal | Exception, float]] = {}
 
 
 def lookup_principal(
@@ -78,10 +79,14 @@ def lookup_principal(
     `timeout` bounds the whole call, name resolution included. Raises
     InvalidApiKeyError for a refused credential, LookupNotSentError when the time
     ran out before the request went out, and PrincipalLookupError for anything
-    else that keeps us from an answer. The outcome is cached for the process.
+    else that keeps us from an answer. The outcome is cached for the process (a
+    failure for FAILED_LOOKUP_MEMORY seconds).
     """
     cache_key = (base_url, kind, secret)
-    if cache_key not in _answers:
+    known = _answers.get(cache_key)
+    if known is None or (
+        isinstance(known[0], Exception) and time.monotonic() - known[1] >= FAILED_LOOKUP_MEMORY
+    ):
         path = WHOAMI_PATH if kind == ACCESS_TOKEN else VALIDATE_PATH
         sent: list[float] = []  # when the request went out (monotonic)
         try:
@@ -90,8 +95,8 @@ def lookup_principal(
             )
         except (InvalidApiKeyError, PrincipalLookupError) as exc:
             answer = exc
-        _answers[cache_key] = answer
-    answer = _answers[cache_key]
+        _answers[cache_key] = (answer, time.monotonic())
+    answer = _answers[cache_key][0]
     if isinstance(answer, Exception):
         raise answer
     return answer

@@ -213,8 +213,8 @@ class ServerTracker:
                 # found whose they are now (`_relink`), the call is the linked account's
                 # if the context in force still names it (arcade-core refreshed its
                 # OAuth token); else nobody's: never the anon_id linked to that account.
-                self._relink()
                 principal = linked if self._claimed_account() == linked else None
+                self._relink()
                 distinct_id = principal or str(uuid.uuid4())
             else:
                 distinct_id = principal or str(data["anon_id"])
@@ -244,23 +244,32 @@ class ServerTracker:
             self._relinking.release()
             raise
 
-    def _claimed_account(self) -> str | None:
+    def _claimed_account(self, *, parse: bool | None = None) -> str | None:
         """The account the context in force names itself (an OAuth login's `account_id`,
-        as arcade-core writes it), read again only when the credentials file changes."""
+        as arcade-core writes it, while its token is valid), for this version of the
+        credentials file. Parsed here only if `parse`, by default when YAML is loaded
+        already (in arcade-mcp-server, by arcade-core): a tool call never imports it."""
         version = self._credentials_version()
-        if self._claim is None or self._claim[0] != version:
-            from arcade_identity import CredentialsError, read_credentials
+        claim = self._claim
+        if claim is not None and claim[0] == version:
+            return claim[1]
+        if not (parse if parse is not None else "yaml" in sys.modules):
+            return None  # until the thread of `_relink` has read it
+        from arcade_identity import CredentialsError, read_credentials
 
-            try:
-                credentials = read_credentials(self._arcade_or_work_dir())
-            except (CredentialsError, OSError):
-                credentials = None
-            account = None if credentials is None else credentials.account_id
-            self._claim = (version, account)
-        return self._claim[1]
+        try:
+            credentials = read_credentials(self._arcade_or_work_dir())
+        except (CredentialsError, OSError):
+            credentials = None
+        account = None
+        if credentials is not None and credentials.secret and not credentials.expired(time.time()):
+            account = credentials.account_id
+        self._claim = (version, account)
+        return account
 
     def _relink_now(self) -> None:
         try:
+            self._claimed_account(parse=True)
             identity = UsageIdentity(self._arcade_or_work_dir())
             identity.load_or_create()
             link_principal(identity, self.service)
