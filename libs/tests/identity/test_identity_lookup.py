@@ -185,7 +185,7 @@ def test_remembered_failure_is_for_that_key_only(cloud: FakeCloud, run_python: R
 
 LOOKUP_THEN_MODULES = """\
 {before}
-principal = UsageIdentity().get_principal_id()
+principal = UsageIdentity(lookup_timeout=60).get_principal_id()  # modules, not the budget
 import httpx
 emit(
     principal=principal,
@@ -196,7 +196,7 @@ emit(
 """
 
 CLI_CLIENT_LATER = """\
-principal = UsageIdentity().get_principal_id()
+principal = UsageIdentity(lookup_timeout=60).get_principal_id()  # modules, not the budget
 import httpx._main  # whoever wants httpx's command line still has it
 emit(principal=principal, cli_client=httpx._main.__name__)
 """
