@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from arcade_core import config_model
 from arcade_core.config_model import AuthConfig, Config, ContextConfig, NamedContext, UserConfig
 
 from cli.accounts import Account
@@ -315,3 +316,70 @@ def test_whoami_shows_the_context_org_and_project(
         "Org:       w@x.io's org (org_acc_work)\n"
         "Project:   Default (proj_acc_work)\n"
     )
+
+
+ENGINE = "http://127.0.0.1:9/engine"
+
+
+def test_login_does_not_replace_a_self_hosted_context_that_holds_no_key(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, arcade_dir: Path
+) -> None:
+    """A self-hosted context with no key (an engine without auth) is a login all the same:
+    `arcade login` refuses to replace it, as it does one with a key."""
+    arcade_core_login({"onprem": NamedContext(kind="self_hosted", engine_url=ENGINE)}, "onprem")
+    before = (arcade_dir / "credentials.yaml").read_bytes()
+
+    login = run_arcade("login", "--api-key", account_a.key)
+
+    assert login.returncode == 1, login.stdout
+    assert "self-hosted" in login.stderr
+    assert (arcade_dir / "credentials.yaml").read_bytes() == before
+
+
+def test_logout_with_arcade_context_default_logs_out_of_a_file_of_flat_fields(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path
+) -> None:
+    """A file with no `contexts` (older Arcade CLIs wrote it so) is the context `default`
+    to arcade-core 4.23: logged in with ARCADE_CONTEXT=default, and logged out of."""
+    arcade_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials = arcade_dir / "credentials.yaml"
+    credentials.write_text("cloud:\n  api_key: arc_key_flat_0123456789\n  user: {email: f@x.io}\n")
+    credentials.chmod(0o600)
+    config_model.select_context("default")
+    try:
+        assert Config.load_from_file().api_key == "arc_key_flat_0123456789"
+    finally:
+        config_model.select_context(None)
+
+    logout = run_arcade("logout", env={"ARCADE_CONTEXT": "default"})
+
+    assert (logout.returncode, logout.stdout) == (0, "Logged out.\n"), logout.stderr
+    assert not credentials.exists()
+
+
+def test_whoami_of_a_self_hosted_context_shows_its_org_and_project(
+    posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path
+) -> None:
+    onprem = NamedContext(
+        kind="self_hosted",
+        engine_url=ENGINE,
+        api_key="engine-key-0123",
+        user=UserConfig(email="me@corp.io"),
+        context=ContextConfig(
+            org_id="org_1", org_name="Corp", project_id="prj_1", project_name="Main"
+        ),
+    )
+    arcade_core_login({"onprem": onprem}, "onprem")
+
+    result = run_arcade("whoami")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "Email:     me@corp.io\n"
+        "Principal: none (a self-hosted context; usage events stay anonymous)\n"
+        f"Engine:    {ENGINE}\n"
+        "Context:   onprem\n"
+        "Org:       Corp (org_1)\n"
+        "Project:   Main (prj_1)\n"
+    )
+    assert cloud.validations == 0

@@ -606,3 +606,15 @@ def test_logout_of_a_credentials_file_it_cannot_parse_keeps_it(
     assert error.count(str(credentials)) == 1, error
     assert logout.stdout == ""
     assert credentials.read_text() == damaged
+
+
+def test_no_message_shows_the_password_of_a_host_url(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, first_run: str
+) -> None:
+    """A --host may carry a user name and password: no message shows them."""
+    result = run_arcade(
+        "login", "--api-key", account_a.key, "--host", "http://ops:s3cr3t-pw@127.0.0.1:9"
+    )
+
+    assert_one_line_error(result, "cannot reach Arcade Cloud at http://***@127.0.0.1:9")
+    assert "s3cr3t" not in result.stdout + result.stderr

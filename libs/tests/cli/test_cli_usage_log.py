@@ -121,7 +121,6 @@ def test_the_log_says_when_it_cannot_see_the_outbox_instead_of_no_events(
         f"Cannot see what waits in {outbox} ({error})."
         " Tracking is off (ARCADE_USAGE_TRACKING=0 is set).\n"
     )
-    assert (as_json.returncode, as_json.stderr) == (0, "")
-    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
-        {"outbox_dir": str(outbox), "outbox_error": error}
-    ]
+    # Scripts read events alone on stdout; the note is for whoever runs them.
+    assert (as_json.returncode, as_json.stdout) == (0, "")
+    assert as_json.stderr == f"Cannot see what waits in {outbox} ({error}).\n"

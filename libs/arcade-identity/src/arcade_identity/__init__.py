@@ -48,7 +48,7 @@ if TYPE_CHECKING:
         write_atomic,
     )
     from arcade_identity._identity import UsageIdentity
-    from arcade_identity._lookup import Principal, lookup_principal
+    from arcade_identity._lookup import Principal, lookup_principal, shown_url
     from arcade_identity._paths import (
         CREDENTIALS_FILE,
         DEFAULT_CLOUD_URL,
@@ -103,6 +103,7 @@ _NAMES = {
     "remove_file": "_files",
     "replace_file": "_files",
     "save_credentials": "_credentials",
+    "shown_url": "_lookup",
     "write_atomic": "_files",
 }
 
@@ -138,6 +139,7 @@ __all__ = [
     "remove_file",
     "replace_file",
     "save_credentials",
+    "shown_url",
     "write_atomic",
 ]
 

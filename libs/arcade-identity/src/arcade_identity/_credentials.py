@@ -176,12 +176,15 @@ def context_in_force(
     """(name, fields) of the context in force in the `cloud` section.
 
     `chosen` (ARCADE_CONTEXT) first, else `active_context`, else the only context,
-    else the flat fields (name None). A chosen name the file lacks: fields None.
+    else the flat fields (name None). A chosen name the file lacks: fields None, but
+    for `default` in a file of flat fields alone (arcade-core loads them as that one).
     """
     contexts = cloud.get("contexts")
     contexts = contexts if isinstance(contexts, dict) else {}
     if chosen is not None:
         found = contexts.get(chosen)
+        if found is None and chosen == DEFAULT_CONTEXT and not contexts:
+            return chosen, cloud
         return chosen, found if isinstance(found, dict) else None
     active = cloud.get("active_context")
     if isinstance(active, str) and isinstance(contexts.get(active), dict):
@@ -195,7 +198,8 @@ def context_in_force(
 
 def parse_credentials(raw: bytes, context: str | None = None) -> Credentials | None:
     """The credentials of the context in force, from the file's bytes; None when that
-    context holds no credential. `context` names it (default: `ARCADE_CONTEXT`).
+    context holds no credential (a self-hosted one is a login all the same, to an engine
+    of the user's own). `context` names it (default: `ARCADE_CONTEXT`).
 
     Raises CredentialsError when the bytes are not YAML of the expected shape.
     """
@@ -215,7 +219,8 @@ def parse_credentials(raw: bytes, context: str | None = None) -> Credentials | N
         # The pre-context key goes with the flat fields: not when they are a self-hosted
         # engine's (a file an older `arcade login` of ours wrote may hold its key there).
         api_key = _text(_mapping(cloud.get("api")).get("key"), "an API key")
-    if access_token is None and api_key is None:
+    self_hosted = fields.get("kind") == SELF_HOSTED
+    if access_token is None and api_key is None and not self_hosted:
         return None
     url = _text(fields.get("coordinator_url"), "a Cloud URL")
     if url is None and name is not None:
@@ -232,7 +237,7 @@ def parse_credentials(raw: bytes, context: str | None = None) -> Credentials | N
         project_id=_text(details.get("project_id")),
         org_name=_text(details.get("org_name")),
         project_name=_text(details.get("project_name")),
-        self_hosted=fields.get("kind") == SELF_HOSTED,
+        self_hosted=self_hosted,
         engine_url=_text(fields.get("engine_url")),
     )
 
@@ -354,11 +359,10 @@ def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
     doc = load_document(found[0])
     cloud = _mapping(doc.get("cloud")) if doc else {}
     contexts = _mapping(cloud.get("contexts"))
-    chosen = selected_context()
-    if chosen is not None and chosen not in contexts:
-        return False  # as `whoami` sees it: not logged in
-    name, _ = context_in_force(cloud, chosen)
-    if name is None or len(contexts) == 1:
+    name, fields = context_in_force(cloud, selected_context())
+    if fields is None:
+        return False  # ARCADE_CONTEXT names none of its contexts: as `whoami` sees it
+    if name is None or len(contexts) <= 1:
         try:
             remove_file(path)  # on Windows, waits for a reader that holds it open
         except FileNotFoundError:

@@ -111,7 +111,7 @@ def _request(
 ) -> Principal:
     http = _import_httpx()
 
-    base_url = url.rsplit("/api/", 1)[0]
+    base_url = shown_url(url.rsplit("/api/", 1)[0])
 
     def went_out(request: httpx.Request) -> None:
         sent.append(time.monotonic())
@@ -148,6 +148,15 @@ def _request(
         raise PrincipalLookupError(f"Arcade Cloud at {base_url} sent no principal id")
     email = data.get("email")
     return Principal(principal_id, email if isinstance(email, str) else None)
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be shown: without the user name and password it may carry."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _import_httpx() -> ModuleType:

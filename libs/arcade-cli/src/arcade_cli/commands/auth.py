@@ -21,6 +21,7 @@ from arcade_identity import (
     read_credentials,
     remove_credentials,
     save_credentials,
+    shown_url,
 )
 
 LOGIN_TIMEOUT = 300.0
@@ -138,28 +139,33 @@ def whoami() -> None:
             ).principal_id
         except InvalidApiKeyError as exc:
             raise ArcadeCliError(
-                f"Arcade Cloud at {base_url} rejected the saved {what}. Run `arcade login` again."
+                f"Arcade Cloud at {shown_url(base_url)} rejected the saved {what}."
+                " Run `arcade login` again."
             ) from exc
         except PrincipalLookupError as exc:
             principal_id = f"unknown ({exc})"
     typer.echo(f"Email:     {credentials.email or 'unknown'}")
     typer.echo(f"Principal: {principal_id}")
-    typer.echo(f"Cloud:     {base_url}")
-    if credentials.context:
-        typer.echo(f"Context:   {credentials.context}")
-    if credentials.org_id:
-        typer.echo(f"Org:       {_named(credentials.org_name, credentials.org_id)}")
-    if credentials.project_id:
-        typer.echo(f"Project:   {_named(credentials.project_name, credentials.project_id)}")
+    typer.echo(f"Cloud:     {shown_url(base_url)}")
+    _show_context(credentials)
 
 
 def _show_self_hosted(credentials: Credentials) -> None:
     """A self-hosted context: its key is its engine's, never shown to Arcade Cloud."""
     typer.echo(f"Email:     {credentials.email or 'unknown'}")
     typer.echo("Principal: none (a self-hosted context; usage events stay anonymous)")
-    typer.echo(f"Engine:    {credentials.engine_url or 'unknown'}")
+    typer.echo(f"Engine:    {shown_url(credentials.engine_url or 'unknown')}")
+    _show_context(credentials)
+
+
+def _show_context(credentials: Credentials) -> None:
+    """The context's name, org and project, those the credentials have."""
     if credentials.context:
         typer.echo(f"Context:   {credentials.context}")
+    if credentials.org_id:
+        typer.echo(f"Org:       {_named(credentials.org_name, credentials.org_id)}")
+    if credentials.project_id:
+        typer.echo(f"Project:   {_named(credentials.project_name, credentials.project_id)}")
 
 
 def _named(name: str | None, ident: str) -> str:
@@ -258,11 +264,13 @@ def _validate(api_key: str, base_url: str) -> Principal:
     try:
         return lookup_principal(api_key, base_url, timeout=VALIDATE_TIMEOUT)
     except InvalidApiKeyError as exc:
-        raise ArcadeCliError(f"Arcade Cloud at {base_url} rejected the API key.") from exc
+        raise ArcadeCliError(
+            f"Arcade Cloud at {shown_url(base_url)} rejected the API key."
+        ) from exc
     except PrincipalLookupError as exc:
-        message = str(exc)
-        if base_url not in message:
-            message = f"{message} ({base_url})"
+        message, shown = str(exc), shown_url(base_url)
+        if shown not in message:
+            message = f"{message} ({shown})"
         raise ArcadeCliError(message) from exc
 
 

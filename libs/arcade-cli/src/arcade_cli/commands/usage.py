@@ -145,8 +145,8 @@ def log(
     """Show the events sent in the last 7 days and those waiting, newest first.
 
     When the outbox cannot be looked into, events may wait there all the same: the
-    log says so first (`--json`: one object with `outbox_dir` and `outbox_error`, as
-    `status --json` has them), rather than that none wait.
+    log says so first (with `--json`, on stderr: stdout holds events alone), rather
+    than that none wait.
     """
     import json
 
@@ -155,14 +155,13 @@ def log(
     entries = entries[:count]
     outbox, error = _outbox()
     outbox_dir = valid_text(str(outbox.directory)) if outbox else None
+    unseen_line = f"Cannot see what waits in {outbox_dir} ({error})." if error else None
     if as_json:
-        if error:
-            unseen = {"outbox_dir": outbox_dir, "outbox_error": error}
-            typer.echo(json.dumps(unseen, ensure_ascii=False))
+        if unseen_line:
+            typer.echo(unseen_line, err=True)
         for entry in entries:
             typer.echo(json.dumps(entry, ensure_ascii=False))
         return
-    unseen_line = f"Cannot see what waits in {outbox_dir} ({error})." if error else None
     if not entries:
         enabled, reason = tracking_state()
         typer.echo(
