@@ -383,3 +383,31 @@ def test_whoami_of_a_self_hosted_context_shows_its_org_and_project(
         "Project:   Main (prj_1)\n"
     )
     assert cloud.validations == 0
+
+
+def test_logout_with_no_active_context_keeps_the_named_ones(
+    posthog: FakePostHog, cloud: FakeCloud, account_a: Account, account_b: Account, work_dir: Path
+) -> None:
+    """Several contexts, none of them active (edited by hand, or by another tool): the flat
+    fields are in force, and logout drops them alone (it deleted the whole file, every
+    context's key); the first context by name becomes active, as when an active one goes."""
+    credentials = work_dir / "credentials.yaml"
+    work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials.write_text(
+        "cloud:\n"
+        "  active_context: gone\n"
+        "  api_key: arc_key_of_a_context_gone\n"
+        "  contexts:\n"
+        f"    second: {{api_key: {account_b.key}, user: {{email: b@x.io}}}}\n"
+        f"    first: {{api_key: {account_a.key}, user: {{email: a@x.io}}}}\n"
+    )
+    credentials.chmod(0o600)
+
+    logout = run_arcade("logout")
+
+    assert (logout.returncode, logout.stdout) == (0, "Logged out.\n"), logout.stderr
+    left = yaml.safe_load(credentials.read_text())["cloud"]
+    assert sorted(left["contexts"]) == ["first", "second"]
+    assert left["active_context"] == "first"
+    assert "arc_key_of_a_context_gone" not in credentials.read_text()
+    assert Config.load_from_file().api_key == account_a.key  # arcade-core reads it so

@@ -345,8 +345,9 @@ def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
     """Log out of the context in force; True when there was one to remove.
 
     The file goes when that was its only context (or it had none, the older
-    shape); otherwise the context is dropped and, if it was the active one, the
-    first remaining (by name, as arcade-core picks) becomes active. A context
+    shape); otherwise the context is dropped (the flat fields, when they were in
+    force beside contexts none of which is active) and, if it was the active one,
+    the first remaining (by name, as arcade-core picks) becomes active. A context
     `ARCADE_CONTEXT` names that the file lacks: nothing to remove, nothing touched.
 
     Raises CredentialsError, leaving the file as it is, when it cannot be read or
@@ -362,7 +363,8 @@ def remove_credentials(work_dir: str | os.PathLike[str] | None = None) -> bool:
     name, fields = context_in_force(cloud, selected_context())
     if fields is None:
         return False  # ARCADE_CONTEXT names none of its contexts: as `whoami` sees it
-    if name is None or len(contexts) <= 1:
+    # Flat fields in force beside named contexts (none of them active) go alone.
+    if not contexts or (len(contexts) == 1 and name is not None):
         try:
             remove_file(path)  # on Windows, waits for a reader that holds it open
         except FileNotFoundError:
