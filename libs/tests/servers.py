@@ -175,7 +175,17 @@ class FakePostHog(_Server):
         return [m for m in self.events() if m["event"].startswith("CLI execution")]
 
     def aliases(self) -> list[tuple[str, str]]:
-        return [(m["distinct_id"], m["properties"]["alias"]) for m in self.events("$create_alias")]
+        """(distinct_id, alias) of each alias PostHog keeps: one per uuid, as it keeps one
+        event per uuid. An alias whose request timed out after PostHog had it is queued,
+        and its copy sent again is the same alias (`times_carried` counts the copies);
+        two aliases of one pair are two uuids."""
+        seen: set[str] = set()
+        pairs = []
+        for message in self.events("$create_alias"):
+            if message["uuid"] not in seen:
+                seen.add(message["uuid"])
+                pairs.append((message["distinct_id"], message["properties"]["alias"]))
+        return pairs
 
     def person_of(self, distinct_id: str) -> int:
         with self.lock:
