@@ -213,8 +213,9 @@ class ServerTracker:
                 # found whose they are now (`_relink`), the call is the linked account's
                 # if the context in force still names it (arcade-core refreshed its
                 # OAuth token); else nobody's: never the anon_id linked to that account.
-                principal = linked if self._claimed_account() == linked else None
-                self._relink()
+                version = self._credentials_version()
+                principal = linked if self._claimed_account(version) == linked else None
+                self._relink(version)
                 distinct_id = principal or str(uuid.uuid4())
             else:
                 distinct_id = principal or str(data["anon_id"])
@@ -224,13 +225,14 @@ class ServerTracker:
         except Exception as exc:
             self._report(exc)
 
-    def _relink(self) -> None:
+    def _relink(self, version: object) -> None:
         """Find, on a thread of ours, whose the credentials are since they changed under
         a link (arcade-core refreshed the OAuth token, or logged in as another account):
         the same account → the link stands for the new file; another → `anon_id` is
         rotated and aliased to it, as a command would. Once per version of the file
-        (again after RELINK_RETRY, if it found no one), one at a time."""
-        version, now, last = self._credentials_version(), time.monotonic(), self._relinked
+        (again after RELINK_RETRY, if it found no one), one at a time. `version`: the
+        file's, as `_credentials_version` gives it."""
+        now, last = time.monotonic(), self._relinked
         if last is not None and last[0] == version and now - last[1] < RELINK_RETRY:
             return
         if not self._relinking.acquire(blocking=False):
@@ -244,12 +246,12 @@ class ServerTracker:
             self._relinking.release()
             raise
 
-    def _claimed_account(self, *, parse: bool | None = None) -> str | None:
+    def _claimed_account(self, version: object, *, parse: bool | None = None) -> str | None:
         """The account the context in force names itself (an OAuth login's `account_id`,
         as arcade-core writes it, while its token is valid), for this version of the
-        credentials file. Parsed here only if `parse`, by default when YAML is loaded
-        already (in arcade-mcp-server, by arcade-core): a tool call never imports it."""
-        version = self._credentials_version()
+        credentials file (`version`). Parsed here only if `parse`, by default when YAML
+        is loaded already (in arcade-mcp-server, by arcade-core): a tool call never
+        imports it."""
         claim = self._claim
         if claim is not None and claim[0] == version:
             return claim[1]
@@ -269,7 +271,7 @@ class ServerTracker:
 
     def _relink_now(self) -> None:
         try:
-            self._claimed_account(parse=True)
+            self._claimed_account(self._credentials_version(), parse=True)
             identity = UsageIdentity(self._arcade_or_work_dir())
             identity.load_or_create()
             link_principal(identity, self.service)
