@@ -28,7 +28,8 @@ DEAD_URL = "http://127.0.0.1:9"  # nobody listens on the discard port
 
 def _outbox(work_dir: Path) -> list[dict[str, Any]]:
     outbox = Outbox(work_dir)
-    return [dict(m) for n in outbox.names() for m in outbox.read(n)]
+    messages = [outbox.read(n) for n in outbox.names()]
+    return [dict(m) for m in messages if m is not None]
 
 
 def _restore(posthog: FakePostHog) -> None:

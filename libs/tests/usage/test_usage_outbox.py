@@ -17,7 +17,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,7 +52,8 @@ pytestmark = pytest.mark.timeout(60)
 def _queued(work_dir: Path) -> list[dict[str, Any]]:
     """The messages waiting in the outbox, in delivery order."""
     outbox = Outbox(work_dir)
-    return [dict(m) for n in outbox.names() for m in outbox.read(n)]
+    messages = [outbox.read(n) for n in outbox.names()]
+    return [dict(m) for m in messages if m is not None]
 
 
 def _names(messages: list[dict[str, Any]]) -> list[str]:
@@ -852,7 +852,7 @@ def test_an_entry_removed_while_its_writer_was_stopped_is_filed_again(
             (name,) = Outbox(work_dir).names()
             an_hour_ago = time.time() - 3700
             os.utime(Path(Outbox(work_dir).directory) / name, (an_hour_ago, an_hour_ago))
-            assert Outbox(work_dir).read(name) == []  # the reader's look: dropped
+            assert Outbox(work_dir).read(name) is None  # the reader's look: dropped
             assert Outbox(work_dir).names() == []
         real_write_all(fd, data, durable=durable)
 
@@ -861,7 +861,7 @@ def test_an_entry_removed_while_its_writer_was_stopped_is_filed_again(
     outbox = Outbox(work_dir)
     name = outbox.put(message)
     assert outbox.names() == [name]
-    assert outbox.read(name) == [message]
+    assert outbox.read(name) == message
 
 
 # -- a clock set forward and back --------------------------------------------------------
@@ -1042,12 +1042,8 @@ def test_a_capture_from_a_signal_handler_amid_a_capture_files_both(work_dir: Pat
         signal.signal(signal.SIGPROF, previous)
     assert from_handler
     numbers = [name.split("-")[0] for name in outbox.names()]
-    assert len(set(numbers)) == len(numbers)  # each entry its own place in the order
-    # Every message is there once (the handler's may share an entry with the one its
-    # thread was filing); the thread's own are in their order.
-    filed = _names(_queued(work_dir))
-    assert filed.count("handler") == len(from_handler)
-    assert [name for name in filed if name != "handler"] == [f"m{i}" for i in range(2000)]
+    assert len(numbers) == 2000 + len(from_handler)
+    assert len(set(numbers)) == len(numbers)  # each its own place in the order
 
 
 def test_a_back_off_recorded_while_the_clock_ran_ahead_ends_after_its_delay(
@@ -1150,145 +1146,3 @@ def test_events_waiting_at_disable_are_never_sent_after_enable(
     _settled(work_dir)
     assert _names(posthog.command_events()) == ["after"]
     assert Outbox(work_dir).count() == 0
-
-
-# -- threads filing at once ----------------------------------------------------------------
-
-
-class _Filers:
-    """Threads that each file one message while the test holds this process's filing lock,
-    handed in one after another in a known order; then the lock is let go."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.place = outbox._place  # what every Outbox of this process shares for the directory
-        self.threads: list[threading.Thread] = []
-        self.raised: list[BaseException] = []
-
-    def _put(self, message: Any) -> None:
-        try:
-            self.outbox.put(message)
-        except BaseException as exc:  # what a caller would see
-            self.raised.append(exc)
-
-    def hand_in(self, messages: list[Any]) -> None:
-        self.place.filing.acquire()
-        try:
-            for message in messages:
-                handed = len(self.place.waiting)
-                thread = threading.Thread(target=self._put, args=(message,))
-                thread.start()
-                self.threads.append(thread)
-                wait_until(lambda: len(self.place.waiting) > handed, timeout=10)  # noqa: B023
-        finally:
-            self.place.filing.release()
-        for thread in self.threads:
-            thread.join(timeout=10)
-        assert not any(t.is_alive() for t in self.threads)
-
-
-def _entry_counts(outbox: Outbox) -> list[int]:
-    return [len(outbox.read(name)) for name in outbox.names()]
-
-
-def test_threads_filing_at_once_share_one_entry_and_each_message_arrives_once(
-    posthog: FakePostHog, work_dir: Path, commands: _Commands
-) -> None:
-    outbox = _hold_back(work_dir)
-    messages = [_message(SUCCEEDED, "me", command_name=f"t{i}") for i in range(8)]
-    filers = _Filers(outbox)
-    filers.hand_in(messages)
-    assert filers.raised == []
-    # One entry holds the eight, in the order they were handed in; a user sees eight waiting.
-    assert _entry_counts(outbox) == [8]
-    assert outbox.count() == 8
-    assert [m for _, m in outbox.log()] == messages[::-1]
-
-    outbox.clear_backoff()
-    commands.run("after")
-    wait_until(lambda: len(posthog.command_events()) == 9)
-    _settled(work_dir)
-    delivered = posthog.command_events()
-    assert _names(delivered) == [f"t{i}" for i in range(8)] + ["after"]
-    assert all(posthog.times_carried(m["uuid"]) == 1 for m in messages)
-    assert outbox.names() == []
-    assert [m["uuid"] for sent, m in outbox.log() if sent][-8:] == [
-        m["uuid"] for m in messages[::-1]
-    ]
-
-
-def test_an_alias_handed_in_amid_other_threads_events_is_filed_alone_and_goes_first(
-    posthog: FakePostHog, work_dir: Path
-) -> None:
-    outbox = _hold_back(work_dir)
-    before = [_message(SUCCEEDED, "anon", command_name=f"before{i}") for i in range(2)]
-    alias = _message(ALIAS, "anon", distinct_id="anon", alias="user-1")
-    after = [_message(SUCCEEDED, "user-1", command_name=f"after{i}") for i in range(2)]
-    filers = _Filers(outbox)
-    filers.hand_in([*before, alias, *after])
-    assert filers.raised == []
-    names = outbox.names()
-    assert _entry_counts(outbox) == [2, 1, 2]
-    assert names[1].endswith("-a.json")  # the bounds never drop it
-
-    outbox.clear_backoff()
-    UsageService().capture(SUCCEEDED, "user-1", {"command_name": "last"})
-    wait_until(lambda: len(posthog.events()) == 6)
-    _settled(work_dir)
-    order = [m["uuid"] for m in posthog.events()]
-    assert order.index(alias["uuid"]) < min(order.index(m["uuid"]) for m in after)
-    assert posthog.same_person("anon", "user-1")
-    assert outbox.names() == []
-
-
-def test_a_message_posthog_refuses_inside_a_shared_entry_is_dropped_alone(
-    posthog: FakePostHog, work_dir: Path, commands: _Commands
-) -> None:
-    outbox = _hold_back(work_dir)
-    posthog.refuse_message("poison", 400)
-    messages = [_message(SUCCEEDED, "me", command_name=f"t{i}") for i in range(5)]
-    messages[2]["properties"]["error_message"] = "poison"
-    _Filers(outbox).hand_in(messages)
-    assert _entry_counts(outbox) == [5]
-
-    outbox.clear_backoff()
-    commands.run("after")
-    wait_until(lambda: len(posthog.command_events()) == 5)
-    _settled(work_dir)
-    assert _names(posthog.command_events()) == ["t0", "t1", "t3", "t4", "after"]
-    assert outbox.names() == []  # the entry went once each of its messages was done with
-    assert [m["properties"]["command_name"] for sent, m in outbox.log() if sent] == [
-        "after",
-        "t4",
-        "t3",
-        "t1",
-        "t0",
-    ]
-
-
-def test_a_writer_stopped_mid_entry_leaves_no_thread_waiting_and_filing_goes_on(
-    work_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import arcade_usage._outbox as outbox_module
-
-    real_write_all = outbox_module._write_all
-    stops = [KeyboardInterrupt()]
-
-    def stopped_once(fd: int, data: bytes, *, durable: bool) -> None:
-        if stops:
-            raise stops.pop()
-        real_write_all(fd, data, durable=durable)
-
-    outbox = _hold_back(work_dir)
-    monkeypatch.setattr(outbox_module, "_write_all", stopped_once)
-    filers = _Filers(outbox)
-    filers.hand_in([_message(SUCCEEDED, "me", command_name=f"t{i}") for i in range(3)])
-    # The thread that was writing is stopped; the two whose messages it held are told.
-    assert sorted(type(e).__name__ for e in filers.raised) == [
-        "KeyboardInterrupt",
-        "OSError",
-        "OSError",
-    ]
-    assert outbox.names() == []  # nothing half-written is left
-    outbox.put(_message(SUCCEEDED, "me", command_name="next"))
-    assert _names(_queued(work_dir)) == ["next"]

@@ -304,7 +304,9 @@ def test_a_batch_that_timed_out_is_sent_whole_once_more_then_halved(
     for i in range(8):
         shell.run(f"queued.{i}")
     names = outbox.names()
-    (first,), (last,) = outbox.read(names[0]), outbox.read(names[-1])
+    first, last = outbox.read(names[0]), outbox.read(names[-1])
+    assert first is not None
+    assert last is not None
     outbox.clear_backoff()
     posthog.mode = "hang"
     shell.run("queued.8")

@@ -5,21 +5,15 @@ files and starts, `_sender` is the process, `_posthog` makes one request.
 
 Files in `.arcade/usage_outbox/`:
 
-- `<seq>-<queued>-<token>[-a|-g<n>].json`: one entry, created under its name and
-  written in one go by the capturing process itself before anything else happens
-  (a reader takes one that does not decode yet for one being written: it is left
+- `<seq>-<queued>-<token>[-a].json`: one entry, created under its name and written
+  in one go by the capturing process itself before anything else happens (a
+  reader takes one that does not decode yet for one being written: it is left
   alone for an hour, then dropped as a writer's killed mid-write). It holds
   `{"host", "api_key", "message"}`: the message exactly as PostHog will get it,
-  and the destination of the process that captured it; or, `-g<n>`, `"messages"`:
-  n of them, handed in by threads of one process filing at the same moment (a
-  group commit: one file, one `.seq` append, one removal instead of n). `seq`
-  comes from an append to `.seq` (its new length): the order of delivery, shared
-  by every process without a lock or the clock, of any length. `queued` (Unix
-  seconds) serves the age bound only; `-a` marks an alias, always alone in its
-  entry, which the bounds never drop. A sender knows a group's messages as
-  `<name>#<i>` and removes the entry once it is done with all of them (one killed
-  before that sends the delivered ones again, with their uuids). An older version
-  of this module does not parse `-g<n>`: it leaves such an entry alone.
+  and the destination of the process that captured it. `seq` comes from an
+  append to `.seq` (its new length): the order of delivery, shared by every
+  process without a lock or the clock, of any length. `queued` (Unix seconds)
+  serves the age bound only; `-a` marks an alias, which the bounds never drop.
 - `.seq`: one byte per entry; started over by the uploader when the outbox is empty.
 - `.accept.lock`: held by the one sender that *accepts* new entries.
 - `.upload.lock`: held by the one sender allowed to post.
@@ -114,9 +108,6 @@ MAX_BACKOFF_SECONDS = 3600.0
 """A back-off, `Retry-After` included, lasts an hour at most."""
 MAX_FAILURES = 32
 SEQ_RESET_BYTES = 1 << 20
-GROUP_MAX = 100
-GROUP_BYTES = 256 * 1024
-"""At most this many messages, or bytes, in one entry filed by several threads at once."""
 PRUNE_EVERY = 1000
 """Every this many entries, the capturing process applies the bounds on a thread of its own."""
 SENT_MAX_BYTES = 8 * 1024 * 1024
@@ -134,7 +125,6 @@ _SENT = "sent.log"
 _SENT_OLDER = "sent.log.1"
 _SENT_DIR = "sent"  # an older version's sent log: a file per event
 _ALIAS_MARK = "-a"
-_GROUP_MARK = "-g"  # `-g<n>`: an entry of n messages (an older version leaves it alone)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
@@ -365,36 +355,6 @@ class _Place:
         # waking each other for the interpreter's lock at every system call (a quarter
         # less CPU with 8 threads capturing). Reentrant: a signal handler may capture.
         self.filing = _thread.RLock()
-        self.waiting: list[_Filed] = []  # handed in, not yet written (`Outbox.put`)
-
-
-class _Filed:
-    """One message handed to `Outbox.put`: its encoded form, then where it was written."""
-
-    __slots__ = ("alias", "data", "destination", "durable", "error", "name", "seq", "token")
-
-    def __init__(
-        self, data: bytes, destination: Destination, token: str, alias: bool, durable: bool
-    ) -> None:
-        self.data, self.destination, self.token = data, destination, token
-        self.alias, self.durable = alias, durable
-        self.name: str | None = None
-        self.seq = 0
-        self.error: OSError | None = None
-
-
-_HEADS: dict[Destination, tuple[bytes, bytes]] = {}
-
-
-def _json_text(host: str, api_key: str) -> tuple[bytes, bytes]:
-    """`host` and `api_key` as JSON strings (worked out once per destination)."""
-    found = _HEADS.get((host, api_key))
-    if found is None:
-        import json
-
-        found = (json.dumps(host).encode(), json.dumps(api_key).encode())
-        _HEADS[(host, api_key)] = found
-    return found
 
 
 _PLACES: dict[str, _Place] = {}
@@ -536,10 +496,6 @@ class Outbox:
         Once this returns the message survives the caller's death (SIGKILL,
         `os._exit`); `durable` also fsyncs it, for a machine switched off.
         `destination` (host, project key) defaults to this process's.
-
-        Threads of one process filing at once share an entry (a group commit): the
-        thread that takes the filing lock writes what every waiting thread has handed
-        in, each of which returns once its message is in a written entry.
         """
         import json
 
@@ -549,81 +505,29 @@ class Outbox:
             from arcade_usage._env import posthog_api_key, posthog_host
 
             destination = (posthog_host(), posthog_api_key())
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        entry = {"host": destination[0], "api_key": destination[1], "message": message}
+        data = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
         token = message["uuid"].replace("-", "")[:32]
         if not token or token.strip("0123456789abcdef"):
             token = os.urandom(8).hex()
-        item = _Filed(data, destination, token, message["event"] == ALIAS, durable)
+        mark = _ALIAS_MARK if message["event"] == ALIAS else ""
         self.prepare()
-        place = self._place
-        place.waiting.append(item)
         try:
-            with place.filing:
-                while item.name is None and item.error is None:
-                    if not place.waiting:  # taken by a writer that was interrupted
-                        item.error = OSError("the entry holding it was not written")
+            with self._place.filing:
+                for _ in range(2):  # once more if a reader took it for abandoned meanwhile
+                    seq = self._next_seq()
+                    name = f"{seq:012d}-{int(self._clock()):010d}-{token}{mark}.json"
+                    if _write_entry(self._path(name), data, durable=durable):
                         break
-                    self._file_waiting(place)
+                else:
+                    raise OSError(f"{name} was removed while it was written, twice")
         except OSError:
-            place.checked = False  # look at the directory again next time
+            self._place.checked = False  # look at the directory again next time
             raise
-        if item.error is not None:
-            place.checked = False
-            raise item.error
-        name = item.name
-        assert name is not None
-        if item.seq % PRUNE_EVERY == 0 and not place.pruning:
-            place.pruning = True
+        if seq % PRUNE_EVERY == 0 and not self._place.pruning:
+            self._place.pruning = True
             _thread.start_new_thread(self._prune_aside, ())
         return name
-
-    def _file_waiting(self, place: _Place) -> None:
-        """Write the messages waiting in this process, in the order handed in, as one
-        entry (under the filing lock): up to GROUP_MAX of them, or GROUP_BYTES, to one
-        destination; an alias always alone, so that the bounds can keep it."""
-        group: list[_Filed] = []
-        size = 0
-        while place.waiting:
-            first = place.waiting[0]
-            if group and (
-                first.alias
-                or group[0].alias
-                or first.destination != group[0].destination
-                or len(group) >= GROUP_MAX
-                or size + len(first.data) > GROUP_BYTES
-            ):
-                break
-            group.append(place.waiting.pop(0))
-            size += len(first.data)
-        if not group:
-            return
-        host, api_key = group[0].destination
-        head = _json_text(host, api_key)
-        if len(group) == 1:
-            data = b'{"host":%s,"api_key":%s,"message":%s}' % (*head, group[0].data)
-            suffix = _ALIAS_MARK if group[0].alias else ""
-        else:
-            listed = b",".join(g.data for g in group)
-            data = b'{"host":%s,"api_key":%s,"messages":[%s]}' % (*head, listed)
-            suffix = f"{_GROUP_MARK}{len(group)}"
-        durable = any(g.durable for g in group)
-        try:
-            for _ in range(2):  # once more if a reader took it for abandoned meanwhile
-                seq = self._next_seq()
-                name = f"{seq:012d}-{int(self._clock()):010d}-{group[0].token}{suffix}.json"
-                if _write_entry(self._path(name), data, durable=durable):
-                    break
-            else:
-                raise OSError(f"{name} was removed while it was written, twice")
-        except BaseException as exc:  # each of the group's callers is told, and raises
-            failed = exc if isinstance(exc, OSError) else OSError(f"filing stopped: {exc!r}")
-            for g in group:
-                g.error = failed
-            if failed is not exc:
-                raise
-            return
-        for g in group:
-            g.name, g.seq = name, seq
 
     def _prune_aside(self) -> None:
         """The bounds, applied by a capturing process unless a sender is at work (each
@@ -773,8 +677,7 @@ class Outbox:
         return self._ordered(self._listing())
 
     def count(self) -> int:
-        """How many messages wait."""
-        return sum(_count(name) for name in self.names())
+        return len(self.names())
 
     def _listing(self) -> list[str]:
         if not self.usable():
@@ -806,15 +709,15 @@ class Outbox:
         keyed.sort()
         return [k[3] for k in keyed]
 
-    def read(self, name: str) -> list[Message]:
-        """The messages in entry `name` (one, or a group's); none if it is gone, not a
-        regular file, or holds no message (an entry of ours that holds none is dropped,
-        unless it may still be being written: `_unfinished`)."""
+    def read(self, name: str) -> Message | None:
+        """The message in entry `name`; None if it is gone, not a regular file, or holds no
+        message (an entry of ours that holds none is dropped, unless it may still be being
+        written: `_unfinished`)."""
         entry = self.read_entry(name)
-        return [] if entry is None else entry[1]
+        return None if entry is None else entry[1]
 
-    def read_entry(self, name: str) -> tuple[Destination | None, list[Message]] | None:
-        """Entry `name`: its destination (None: written before entries had one) and messages."""
+    def read_entry(self, name: str) -> tuple[Destination | None, Message] | None:
+        """Entry `name`: its destination (None: written before entries had one) and message."""
         data = self._read_bytes(name)
         if data is None:
             return None
@@ -939,8 +842,8 @@ class Outbox:
                 self.remove(name)
             else:
                 keep.append(name)
-        total, messages, kept = 0, 0, list[str]()
-        most = MAX_MESSAGES if self._outage() else None
+        total, kept = 0, list[str]()
+        most = MAX_MESSAGES if self._outage() else len(keep)
         known, sizes = self._place.sizes, {}  # entries never change: each is sized once
         for name in reversed(keep):
             if not name[:-5].endswith(_ALIAS_MARK):
@@ -949,12 +852,11 @@ class Outbox:
                 except OSError:
                     continue
                 total += size
-                if (most is not None and messages + _count(name) > most) or total > MAX_BYTES:
+                if len(kept) >= most or total > MAX_BYTES:
                     self.remove(name)
                     continue
                 if size:  # an empty one is being written: sized again next time
                     sizes[name] = size
-            messages += _count(name)
             kept.append(name)
         for name in listing:
             if name.startswith(".") and name.endswith(".tmp"):
@@ -1035,22 +937,20 @@ class Outbox:
         names = self.names()
         for name in names:
             self.remove(name)
-        waiting = sum(_count(name) for name in names)
         for name in (_SENT, _SENT_OLDER):
             try:  # noqa: SIM105 - no contextlib here
                 os.unlink(self._path(name))  # a link itself, never what it leads to
             except OSError:
                 pass
         self._drop_sent_dir()
-        return waiting
+        return len(names)
 
     def log(self) -> list[tuple[bool, Message]]:
         """(sent, message) for what waits and what was sent, newest first."""
         found: list[tuple[int, float, bool, Message]] = []
-        position = 0
-        for name in self.names():
-            for message in self.read(name):
-                position += 1
+        for position, name in enumerate(self.names()):
+            message = self.read(name)
+            if message is not None:
                 found.append((1, position, False, message))
         import json
 
@@ -1361,8 +1261,7 @@ class _Uploader:
         self.deadline, self.t = deadline, timings
         self.allowed, self.anon_id = allowed, anon_id
         self.cache: dict[str, tuple[Destination, Message, int] | None] = {}
-        self.groups: dict[str, list[str]] = {}  # a group's entry: its messages' names
-        self.finished: set[str] = set()  # messages sent or dropped by this sender
+        self.finished: set[str] = set()  # sent or dropped by this sender
         self.stopped = False
         self.turn = 0
 
@@ -1421,53 +1320,26 @@ class _Uploader:
         return self._sendable([n for n in names if n not in self.finished])
 
     def _sendable(self, names: list[str]) -> list[str]:
-        """The messages of `names` that wait, among the first MAX_MESSAGES entries: a
-        backlog beyond them is read as its head is sent, not held in memory at once.
-
-        A message is known by its entry's name, or `<name>#<i>` in a group's entry;
-        entries that hold no message are left out."""
-        head: list[str] = []
-        for name in names[:MAX_MESSAGES]:
-            head.extend(self._messages_of(name))
+        """`names` less the entries that hold no message, among the first MAX_MESSAGES:
+        a backlog beyond them is read as its head is sent, not held in memory at once."""
+        head = [n for n in names[:MAX_MESSAGES] if self._entry(n) is not None]
         return head + names[MAX_MESSAGES:]
 
-    def _messages_of(self, name: str) -> list[str]:
-        """The messages of entry (or message) `name` that this sender has not finished."""
-        if "#" in name or _count(name) == 1:
-            return [name] if self._entry(name) is not None else []
-        if name not in self.groups:
-            self._read(name)
-        return [m for m in self.groups.get(name, ()) if m not in self.finished]
-
     def _entry(self, name: str) -> tuple[Destination, Message, int] | None:
-        """Message `name`: destination, message, size (its share of its entry's)."""
+        """Entry `name`: destination, message, size. Read once, as a written entry never
+        changes; one that may still be being written is read again at the next look."""
         if name not in self.cache:
-            self._read(name.partition("#")[0])
-        return self.cache.get(name)
-
-    def _read(self, name: str) -> None:
-        """Read entry `name` into the cache, once: a written entry never changes. One that
-        may still be being written is read again at the next look."""
-        data = self.outbox._read_bytes(name)
-        found = _decode(data) if data is not None else None
-        if found is None:
-            if data is not None and self.outbox._unfinished(name):
-                return  # being written: read again at the next listing
-            if data is not None:
-                self.outbox.remove(name)  # ours, holding no message
-            self.cache[name] = None
-            self.groups[name] = []
-            return
-        destination = found[0] or self.default
-        messages = found[1]
-        if _count(name) == 1:
-            self.cache[name] = (destination, messages[0], len(data or b""))
-            return
-        share = len(data or b"") // len(messages)
-        self.groups[name] = []
-        for i, message in enumerate(messages):
-            self.groups[name].append(f"{name}#{i}")
-            self.cache[f"{name}#{i}"] = (destination, message, share)
+            data = self.outbox._read_bytes(name)
+            found = _decode(data) if data is not None else None
+            if found is None:
+                if data is not None and self.outbox._unfinished(name):
+                    return None  # being written: read again at the next listing
+                if data is not None:
+                    self.outbox.remove(name)  # ours, holding no message
+                self.cache[name] = None
+            else:
+                self.cache[name] = (found[0] or self.default, found[1], len(data or b""))
+        return self.cache[name]
 
     def _backlog(self, names: list[str]) -> bool:
         """Whether what waits fills a batch: then it goes now, not at the next pacing."""
@@ -1517,16 +1389,12 @@ class _Uploader:
         limit = self.outbox._batch_limit(destination, queue[0])
         names: list[str] = []
         batch: list[Message] = []
-        held: dict[str, bool] = {}  # each entry still there (looked at once a batch)
         size = 0
         for name in queue:
             entry = self._entry(name)
             if entry is None:
                 continue
-            file = name.partition("#")[0]
-            if file not in held:
-                held[file] = self.outbox._holds(file)
-            if not held[file]:  # cleared meanwhile: not sent from memory
+            if not self.outbox._holds(name):  # cleared meanwhile: not sent from memory
                 self.cache[name] = None
                 continue
             if batch and (size + entry[2] > BATCH_BYTES or len(batch) == limit):
@@ -1583,24 +1451,14 @@ class _Uploader:
         return True
 
     def _done(self, names: list[str], delivered: list[Message] | None = None) -> None:
-        """Messages `names` are done with: `delivered` (as posted, in their order), or
-        refused for good. An entry goes once all its messages are; what was cleared
-        meanwhile (`usage disable`) is not logged as sent."""
+        """`names` are done with: `delivered` (as posted, in their order), or refused for
+        good. What was cleared meanwhile (`usage disable`) is not logged as sent."""
         self.finished.update(names)
         logged = []
-        there: dict[str, bool] = {}  # each entry's, looked at once
         for i, name in enumerate(names):
-            entry = name.partition("#")[0]
-            if entry not in there:
-                messages = self.groups.get(entry, ())
-                if entry != name and any(m not in self.finished for m in messages):
-                    there[entry] = self.outbox._holds(entry)
-                else:
-                    there[entry] = self.outbox.remove(entry)
-                    for message in self.groups.pop(entry, [entry]):
-                        self.cache.pop(message, None)
-            if there[entry] and delivered:
+            if self.outbox.remove(name) and delivered:
                 logged.append(delivered[i])
+            self.cache.pop(name, None)
         if logged:
             self.outbox.log_sent(logged)
 
@@ -1622,13 +1480,10 @@ def _int(value: object) -> int:
 
 
 def _parse(name: str) -> tuple[int, int, str] | None:
-    """(seq, queued, token) of an entry name `<digits>-<digits>-<hex>[-a|-g<n>].json`,
-    else None."""
+    """(seq, queued, token) of an entry name `<digits>-<digits>-<hex>[-a].json`, else None."""
     if not name.endswith(".json"):
         return None
     parts = name[:-5].removesuffix(_ALIAS_MARK).split("-")
-    if len(parts) == 4 and parts[3][:1] == "g" and parts[3][1:].isdigit():
-        parts.pop()  # a group's `-g<n>`
     if len(parts) != 3:
         return None
     seq, queued, token = parts
@@ -1639,14 +1494,7 @@ def _parse(name: str) -> tuple[int, int, str] | None:
     return int(seq), int(queued), token
 
 
-def _count(name: str) -> int:
-    """How many messages entry `name` holds, by its name."""
-    _, mark, count = name[:-5].rpartition(_GROUP_MARK)
-    return int(count) if mark and count.isdigit() and count.isascii() else 1
-
-
-def _decode(data: bytes) -> tuple[Destination | None, list[Message]] | None:
-    """An entry's destination and messages (one, or a group's); None if it holds none."""
+def _decode(data: bytes) -> tuple[Destination | None, Message] | None:
     import json
 
     from arcade_usage._events import is_message
@@ -1655,14 +1503,13 @@ def _decode(data: bytes) -> tuple[Destination | None, list[Message]] | None:
         value = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    if isinstance(value, dict) and ("message" in value or "messages" in value):
+    if isinstance(value, dict) and "message" in value:
         host, api_key = value.get("host"), value.get("api_key")
-        found = value["messages"] if "messages" in value else [value["message"]]
-        if not (isinstance(host, str) and isinstance(api_key, str) and host and api_key):
-            return None
-        messages = [m for m in found if is_message(m)] if isinstance(found, list) else []
-        return ((host, api_key), messages) if messages else None
-    return (None, [value]) if is_message(value) else None  # an entry of an older version
+        message = value["message"]
+        if isinstance(host, str) and isinstance(api_key, str) and host and api_key:
+            return ((host, api_key), message) if is_message(message) else None
+        return None
+    return (None, value) if is_message(value) else None  # an entry of an older version
 
 
 def _sent_date(line: bytes) -> float | None:
