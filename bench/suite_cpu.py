@@ -5,7 +5,8 @@ process accounting (acct(2): needs root, Linux).
 
 Runs `uv run pytest ARGS` as a child subreaper, so that the detached senders, whose
 parents are gone, are reparented here and told apart from the rest, then prints one
-line per kind of process (how many, CPU-s, median CPU-s each) and the machine's busy
+line per kind of process (how many, CPU-s, median CPU-s each), the largest Python
+processes' CPU (the pytest workers, running every test's own code), and the machine's busy
 share while it ran (from /proc/stat): a suite that keeps the CPUs busy is as fast as
 its CPU seconds allow, and only fewer of them make it faster.
 """
@@ -83,6 +84,8 @@ def main() -> int:
     print(f"\n{'process':42} {'count':>6} {'CPU-s':>8} {'median':>8}")
     for name, cpus in sorted(kinds.items(), key=lambda kv: -sum(kv[1]))[:12]:
         print(f"{name:42} {len(cpus):6d} {sum(cpus):8.1f} {statistics.median(cpus):8.3f}")
+    largest = sorted(kinds.get("python", []), reverse=True)[:6]
+    print(f"largest python processes (the pytest workers first): {largest}")
     share = (busy1 - busy0) / max(all1 - all0, 1)
     wall = (all1 - all0) / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
     print(f"{'all':42} {sum(map(len, kinds.values())):6d} {total:8.1f}")
