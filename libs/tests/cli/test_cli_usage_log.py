@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,3 +125,38 @@ def test_the_log_says_when_it_cannot_see_the_outbox_instead_of_no_events(
     # Scripts read events alone on stdout; the note is for whoever runs them.
     assert (as_json.returncode, as_json.stdout) == (0, "")
     assert as_json.stderr == f"Cannot see what waits in {outbox} ({error}).\n"
+
+
+def test_a_linked_outbox_is_neither_read_by_the_log_nor_emptied_by_disable(
+    arcade_dir: Path, tmp_path: Path
+) -> None:
+    """`usage_outbox` made a link to a folder of the user's that happens to hold files by
+    the outbox's own names: `usage log` shows none of them, `usage disable` deletes none."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sent").mkdir(parents=True)
+    someone = {
+        "event": "someone else's event",
+        "distinct_id": "someone",
+        "properties": {},
+        "timestamp": "2026-12-03T10:00:00+00:00",
+        "uuid": "11111111-2222-3333-4444-555555555555",
+    }
+    (elsewhere / "sent.log").write_text(json.dumps({"sent": time.time(), "messages": [someone]}))
+    (elsewhere / "sent.log.1").write_text("kept\n")
+    (elsewhere / "sent" / "notes.txt").write_text("kept")
+    before = {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+    arcade_dir.mkdir(mode=0o700)
+    outbox = arcade_dir / "usage_outbox"
+    outbox.symlink_to(elsewhere, target_is_directory=True)
+
+    shown = run_arcade("usage", "log", env=UNTRACKED)
+    disabled = run_arcade("usage", "disable")
+
+    assert (shown.returncode, shown.stderr) == (0, "")
+    assert shown.stdout == (
+        f"Cannot see what waits in {outbox} (Is a symbolic link)."
+        " Tracking is off (ARCADE_USAGE_TRACKING=0 is set).\n"
+    )
+    assert disabled.returncode == 0, disabled.stderr
+    assert {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()} == before
+    assert outbox.is_symlink()

@@ -34,6 +34,7 @@ from arcade_usage import (
     UsageService,
     disable_tracking,
     enable_tracking,
+    usage_log,
 )
 from helpers import sender_pids, wait_until
 from servers import FakePostHog, closed_port
@@ -470,6 +471,13 @@ def test_a_symlinked_outbox_is_never_followed(
     (project / "x.json").write_text("[1]")
     users_message = _message(SUCCEEDED, "someone", command_name="not-yours")
     (project / f"000000000001-{int(time.time())}-abcdef.json").write_text(json.dumps(users_message))
+    # Files by the names of the outbox's own: what `disable` deletes and `usage log` reads
+    # in a real outbox.
+    sent_line = {"sent": time.time(), "messages": [users_message]}
+    (project / "sent.log").write_text(json.dumps(sent_line) + "\n")
+    (project / "sent.log.1").write_text(json.dumps(sent_line) + "\n")
+    (project / "sent").mkdir()
+    (project / "sent" / "precious.txt").write_text("keep me")
     before = _snapshot(project)
     arcade_dir.mkdir(mode=0o700)
     (arcade_dir / "usage_outbox").symlink_to(project, target_is_directory=True)
@@ -478,6 +486,7 @@ def test_a_symlinked_outbox_is_never_followed(
         track(name)
     assert Outbox(work_dir).names() == []
     assert Outbox(work_dir).count() == 0
+    assert usage_log() == []  # nothing read through it
     disable_tracking()
     enable_tracking()
     assert spawns == []

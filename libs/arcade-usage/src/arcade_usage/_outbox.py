@@ -933,7 +933,12 @@ class Outbox:
                 os.close(dir_fd)
 
     def clear(self) -> int:
-        """Drop every entry waiting, and the sent log; returns how many were waiting."""
+        """Drop every entry waiting, and the sent log; returns how many were waiting.
+
+        Nothing is deleted through a directory that is not ours (a link to a folder
+        that holds a `sent.log` or `sent/` of someone else's)."""
+        if not self.usable():
+            return 0
         names = self.names()
         for name in names:
             self.remove(name)
@@ -946,7 +951,10 @@ class Outbox:
         return len(names)
 
     def log(self) -> list[tuple[bool, Message]]:
-        """(sent, message) for what waits and what was sent, newest first."""
+        """(sent, message) for what waits and what was sent, newest first; nothing when
+        the directory is not ours (nothing is read through a link)."""
+        if not self.usable():
+            return []
         found: list[tuple[int, float, bool, Message]] = []
         for position, name in enumerate(self.names()):
             message = self.read(name)
@@ -985,7 +993,10 @@ class Outbox:
     # -- back-off ------------------------------------------------------------------------
 
     def _records(self) -> dict[str, dict[str, Any]]:
-        """`.backoff`'s records by destination; empty when there is none that reads as one."""
+        """`.backoff`'s records by destination; empty when there is none that reads as one,
+        or when the directory is not ours (looked at once, unless `prepare` has)."""
+        if not self._place.checked and not self.usable():
+            return {}
         try:
             fd = os.open(self._path(_BACKOFF), os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
         except OSError:
