@@ -138,6 +138,29 @@ def test_disable_then_status_shows_off_and_sends_nothing_until_enabled(
     ]
 
 
+def test_disable_as_the_first_command_shows_no_notice_and_creates_no_identity(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path
+) -> None:
+    """Someone who opts out before anything else is not told that data is collected, and
+    no anonymous id is made for them."""
+    disable = run_arcade("usage", "disable")
+    assert (disable.returncode, disable.stderr) == (0, "")
+    assert disable.stdout == (
+        f"Usage tracking is off (recorded in {arcade_dir / 'usage_disabled'}).\n"
+    )
+    assert sorted(p.name for p in arcade_dir.iterdir()) == ["usage_disabled"]
+    assert sender_pids(work_dir) == []
+    assert posthog.requests == 0
+
+    # Turned on again, the notice comes once, with the first event's identity.
+    enable = run_arcade("usage", "enable")
+    assert enable.returncode == 0, enable.stderr
+    assert "Arcade tools collect usage data" in enable.stderr
+    event = wait_until(posthog.command_events)[0]
+    assert event["properties"]["command_name"] == "usage.enable"
+    assert run_arcade("usage", "status").stderr == ""
+
+
 def test_disable_deletes_what_waits_in_the_outbox_and_says_so(
     work_dir: Path, arcade_dir: Path
 ) -> None:

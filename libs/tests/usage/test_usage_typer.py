@@ -97,6 +97,35 @@ def test_the_notice_comes_before_the_first_commands_output_once(
     wait_until(lambda: len(posthog.command_events()) == 2)
 
 
+def test_a_tools_opt_out_command_run_first_shows_no_notice_and_creates_nothing(
+    posthog: FakePostHog, work_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from arcade_usage import disable_tracking
+
+    app = TrackedTyper(tracker=CommandTracker(cli_version="9.9.9"), opt_out_command="privacy.off")
+    privacy = typer.Typer()
+
+    @privacy.command()
+    def off() -> None:
+        disable_tracking()
+        typer.echo("off")
+
+    @privacy.command()
+    def status() -> None:
+        typer.echo("status")
+
+    app.add_typer(privacy, name="privacy")
+    assert _run(app, "privacy", "off") == 0
+    assert capfd.readouterr() == ("off\n", "")
+    assert sorted(p.name for p in work_dir.iterdir()) == ["usage_disabled"]  # no identity
+    assert posthog.requests == 0
+    # Any other command is no opt-out: on a fresh machine it shows the notice first.
+    (work_dir / "usage_disabled").unlink()
+    assert _run(app, "privacy", "status") == 0
+    assert capfd.readouterr().err.startswith(notice_text(80)[:40])
+    wait_until(lambda: len(posthog.command_events()) == 1)
+
+
 def test_usage_errors_are_failures_named_by_their_kind_never_by_what_was_typed(
     posthog: FakePostHog, capsys: pytest.CaptureFixture[str]
 ) -> None:

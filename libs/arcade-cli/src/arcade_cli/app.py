@@ -17,6 +17,7 @@ app = TrackedTyper(
     help="Arcade's command-line tool.",
     tracker=tracker,
     logout_command="logout",
+    opt_out_command="usage.disable",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
     add_completion=True,

@@ -63,8 +63,9 @@ else:
 class _Run:
     """What one invocation did: which command ran, and the error the user saw."""
 
-    def __init__(self, tracker: CommandTracker) -> None:
+    def __init__(self, tracker: CommandTracker, opt_out_command: str | None = None) -> None:
         self.tracker = tracker
+        self.opt_out_command = opt_out_command
         self.command_name: str | None = None
         self.error: str | None = None
         self.secrets: list[str] = []
@@ -76,7 +77,9 @@ class TrackedTyper(typer.Typer):
     `tracker` records the events (default: a `CommandTracker()`); `logout_command`
     names the dotted command that ends a login (its event still belongs to the
     account, which is then forgotten). A login needs no name: the first command
-    that finds new credentials links them, whichever it is.
+    that finds new credentials links them, whichever it is. `opt_out_command` names
+    the one that turns tracking off (`usage.disable`): run first on a machine, it
+    shows no notice and creates no identity (nothing is sent once it has run).
     Everything else is passed to `typer.Typer`. Eager options such as `--help` and
     `--version`, and shell completion, send nothing and create nothing; a usage
     error (exit 2: an unknown option, a missing argument) is a failure of the
@@ -90,15 +93,17 @@ class TrackedTyper(typer.Typer):
         *,
         tracker: CommandTracker | None = None,
         logout_command: str | None = None,
+        opt_out_command: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.tracker = tracker if tracker is not None else CommandTracker()
         self.logout_command = logout_command
+        self.opt_out_command = opt_out_command
         self._run: _Run | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self._run = run = _Run(self.tracker)
+        self._run = run = _Run(self.tracker, self.opt_out_command)
         _instrument(self, lambda: self._run)
         started = time.perf_counter()
         exit_code = 1
@@ -167,7 +172,8 @@ def _wrap(info: CommandInfo, current: Callable[[], _Run | None]) -> None:
             if isinstance(v, str) and any(w in k.lower() for w in _SENSITIVE_WORDS)
         ]
         try:
-            run.tracker.show_notice()  # before anything the command prints
+            if run.command_name != run.opt_out_command:
+                run.tracker.show_notice()  # before anything the command prints
             return callback(*args, **kwargs)
         except typer.Exit:
             raise
