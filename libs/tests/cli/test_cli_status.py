@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -233,6 +234,35 @@ def test_usage_json_that_is_a_directory_is_shown_as_unusable(
         "Outbox:           0 event(s) waiting in <work>/usage_outbox\n"
     )
     assert status_json()["identity_problem"] == "Is a directory"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory"])
+def test_a_lock_file_replaced_is_named_and_what_a_link_leads_to_is_untouched(
+    posthog: FakePostHog, work_dir: Path, arcade_dir: Path, tmp_path: Path, planted: str
+) -> None:
+    """`usage.json.lock` made a link to a file of the user's (or a directory): the status
+    names the lock, not `usage.json`, and the file keeps its bytes and mode (a lock
+    opened through the link, as filelock before 3.20.3 opens it, would empty it)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    notes.chmod(0o644)
+    arcade_dir.mkdir(mode=0o700)
+    lock = arcade_dir / "usage.json.lock"
+    if planted == "symlink":
+        lock.symlink_to(notes)
+    else:
+        lock.mkdir()
+    status = run_arcade("usage", "status")
+    assert status.returncode == 0, status.stderr
+    assert "Traceback" not in status.stderr
+    problem = status_json()["identity_problem"]
+    assert problem.endswith(f": {lock}"), problem
+    assert screen(status.stdout, work_dir).splitlines()[3] == (
+        f"Identity file:    <work>/usage.json (unusable: {screen(problem, work_dir)})"
+    )
+    assert notes.read_text() == "my notes"
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644
+    assert not (arcade_dir / "usage.json").exists()
 
 
 def _queue_events(work_dir: Path, count: int) -> None:

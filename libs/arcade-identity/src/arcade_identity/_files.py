@@ -21,6 +21,7 @@ looks at) as an argument, so that the Windows choices are tested on Linux too:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -236,8 +237,14 @@ def file_lock(
     killed mid-write never leaves the lock behind. Only where there is neither (no
     platform Arcade supports, but the tests' Windows `os` surface on Linux) is it
     filelock's soft lock, a file's existence.
+
+    Something other than a regular file at `path` (a link to a file of the user's, a
+    directory) raises NotRegularFileError: filelock before 3.20.3 opens the path
+    following a link, and truncates what it leads to.
     """
     import filelock
+
+    _refuse_other_than_a_file(path)
 
     if platform == "win32":
         return filelock.WindowsFileLock(path, timeout=timeout)
@@ -246,6 +253,22 @@ def file_lock(
     except ImportError:
         return filelock.SoftFileLock(path, timeout=timeout)
     return filelock.UnixFileLock(path, timeout=timeout, mode=FILE_MODE)
+
+
+def _refuse_other_than_a_file(path: str | os.PathLike[str]) -> None:
+    """Raise NotRegularFileError (naming `path`) when something other than a regular
+    file is there; nothing there is fine."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISLNK(mode):
+        raise NotRegularFileError(errno.ELOOP, "Is a symbolic link", os.fspath(path))
+    if stat.S_ISDIR(mode):
+        raise NotRegularFileError(errno.EISDIR, "Is a directory", os.fspath(path))
+    raise NotRegularFileError(errno.EINVAL, "Not a regular file", os.fspath(path))
 
 
 def read_bytes_or_none(path: str | os.PathLike[str]) -> bytes | None:

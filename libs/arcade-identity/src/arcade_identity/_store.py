@@ -134,9 +134,11 @@ class IdentityStore:
         except IdentityUnavailableError:
             raise
         except OSError as exc:
-            raise IdentityUnavailableError(
-                exc.errno, exc.strerror or str(exc), os.fspath(self.path)
-            ) from exc
+            # Named as the user knows it: the lock when that is what is in the way, else
+            # usage.json (never the temp file it is written through).
+            lock = os.fspath(self.lock_path)
+            where = lock if exc.filename == lock else os.fspath(self.path)
+            raise IdentityUnavailableError(exc.errno, exc.strerror or str(exc), where) from exc
 
 
 def valid(raw: bytes) -> Data | None:

@@ -70,6 +70,8 @@ def _status() -> dict[str, Any]:
         data = identity.load_or_create() if enabled else identity.peek()
     except IdentityUnavailableError as exc:
         problem = exc.strerror or str(exc)
+        if exc.filename and exc.filename != identity_file:  # its lock, say
+            problem += f": {exc.filename}"
     outbox, outbox_error = _outbox()
     waiting: int | None = 0  # with no home directory, no outbox: nothing waits
     if outbox_error:
