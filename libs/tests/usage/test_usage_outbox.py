@@ -511,6 +511,9 @@ def _foreign(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in snapshot.items() if not k.startswith((".", "sent"))}
 
 
+DOT_TMP_NAMES = (".mine.tmp", ".notes.json.tmp", ".sent.log.tmp")
+
+
 def _foreign_entries(directory: Path, home: Path, queued: int) -> None:
     """What the outbox did not write, named (but one) as its messages, dated `queued`."""
     (home / "notes.json").write_text('{"mine": true}')
@@ -521,6 +524,10 @@ def _foreign_entries(directory: Path, home: Path, queued: int) -> None:
     (directory / f"000000000000-{queued:010d}-a1.json").symlink_to(home / "notes.json")
     (directory / "backup.json").write_text(json.dumps(_message(SUCCEEDED, "x", command_name="b")))
     (directory / "README").write_text("hello")
+    for name in DOT_TMP_NAMES:  # a dot and .tmp, but not named as its own temp files are
+        (directory / name).write_text("kept")
+        two_hours_ago = time.time() - 7200
+        os.utime(directory / name, (two_hours_ago, two_hours_ago))
 
 
 @pytest.mark.parametrize("dated", ["now", "8 days ago"])
@@ -531,6 +538,10 @@ def test_entries_the_outbox_did_not_write_are_left_alone_and_never_stall_it(
     outbox.prepare()
     queued = int(time.time() - (8 * DAY if dated != "now" else 0))
     _foreign_entries(Path(outbox.directory), work_dir, queued)
+    # A temp file of its own, left by a writer killed two hours ago: that one goes.
+    own_temp = Path(outbox.directory) / ".sent.log.0123abcd.tmp"
+    own_temp.write_text('{"sent": 1')
+    os.utime(own_temp, (time.time() - 7200, time.time() - 7200))
     before = _snapshot(Path(outbox.directory))
     notes = (work_dir / "notes.json").read_bytes()
 
@@ -546,6 +557,8 @@ def test_entries_the_outbox_did_not_write_are_left_alone_and_never_stall_it(
     assert set(posthog.statuses()) == {200}
     after = _snapshot(Path(outbox.directory))
     assert _foreign(after) == _foreign(before)
+    assert [after.get(name) for name in DOT_TMP_NAMES] == [before[name] for name in DOT_TMP_NAMES]
+    assert not own_temp.exists()
     assert (work_dir / "notes.json").read_bytes() == notes
     # Delivered as on a good day, and the uploader leaves once it is done (it lingers
     # about a second), not at its deadline, held by entries that are not its own.

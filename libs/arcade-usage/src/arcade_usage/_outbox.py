@@ -770,7 +770,7 @@ class Outbox:
     def remove(self, name: str) -> bool:
         """Delete entry `name` (the entry itself, never what a link would lead to); whether
         it was there to delete."""
-        if _parse(name) is not None or name.endswith(".tmp"):
+        if _parse(name) is not None or _is_temp(name):
             try:
                 os.unlink(self._path(name))
                 return True
@@ -859,7 +859,7 @@ class Outbox:
                     sizes[name] = size
             kept.append(name)
         for name in listing:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if _is_temp(name):
                 try:
                     age = now - os.lstat(self._path(name)).st_mtime
                 except OSError:
@@ -1532,6 +1532,14 @@ def _sent_date(line: bytes) -> float | None:
     except ValueError:
         return None
     return when if when - when == 0 else None
+
+
+def _is_temp(name: str) -> bool:
+    """Whether `name` is one `_write_new` gives its temp files: `.<name>.<8 hex>.tmp`."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    stem, dot, token = name[1:-4].rpartition(".")
+    return bool(stem and dot) and len(token) == 8 and not token.strip("0123456789abcdef")
 
 
 def _discard(path: str) -> None:
