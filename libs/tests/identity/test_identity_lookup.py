@@ -98,6 +98,25 @@ def _answer_once(sock: socket.socket, body: dict[str, Any], asked: list[bytes]) 
     return thread
 
 
+def test_a_failed_lookup_is_remembered_without_the_password_of_the_cloud_url(
+    refusing_port: socket.socket, monkeypatch: pytest.MonkeyPatch, work_dir: Path
+) -> None:
+    host, port = refusing_port.getsockname()
+    monkeypatch.setenv("ARCADE_CLOUD_URL", f"http://bob:pw-s3cret-77@{host}:{port}")
+    save_credentials(Credentials("key-a"))
+    assert UsageIdentity().get_principal_id() is None  # refused at once
+    assert (work_dir / "principal_lookup.json").exists()
+    for path in work_dir.rglob("*"):
+        if path.is_file() and path.name != "credentials.yaml":
+            assert b"pw-s3cret-77" not in path.read_bytes(), path.name
+    # Remembered all the same: the next process does not knock again.
+    refusing_port.listen(1)
+    assert UsageIdentity().get_principal_id() is None
+    refusing_port.setblocking(False)
+    with pytest.raises(BlockingIOError):  # nobody knocked
+        refusing_port.accept()
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.may_be_inconclusive
 @pytest.mark.parametrize("failure", ["hang", "error", "refused"])

@@ -332,7 +332,8 @@ class UsageIdentity:
             return None  # no credentials: anonymous
         attempt = {
             "credentials": _credentials.stat_key(st),
-            "cloud_url": os.environ.get("ARCADE_CLOUD_URL", ""),
+            # Hashed: a password in the URL's userinfo is never written down.
+            "cloud_url": _digest(os.environ.get("ARCADE_CLOUD_URL", "")),
             "context": _credentials.selected_context(),
         }
         failures = FailedLookups(self._store.directory / LOOKUP_FAILURE_FILE, self._clock)
@@ -387,3 +388,10 @@ class UsageIdentity:
             return _credentials.stat_key(os.stat(self.credentials_path))
         except OSError:
             return None
+
+
+def _digest(text: str) -> str:
+    """A SHA-256 of `text`: tells values apart without keeping them."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
