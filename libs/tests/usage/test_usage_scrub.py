@@ -131,10 +131,23 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("auth_header=Zq8vW3nP;next", "auth_header=***;next"),
         ("(secret=Zq8vW3nP)", "(secret=***)"),
         ("{'password' => 'Zq8v W3nP'}", "{'password' => '***'}"),
+        # A list, tuple or mapping as the value: all of it goes.
+        ("{'api_key': ['Zq8vW3nP'], 'user': 1}", "{'api_key': ***, 'user': 1}"),
+        ("{'credentials': ('me', 'Zq8vW3nP')}", "{'credentials': ***}"),
+        ('{"auth": {"user": "me", "pass": "Zq8vW3nP"}, "n": 1}', '{"auth": ***, "n": 1}'),
+        ('password=["Zq8vW3nP"', "password=***"),
         # An exception's name is not a key: the error stays readable.
         ("KeyError: 'profile'", "KeyError: 'profile'"),
         ("AuthenticationError: wrong account", "AuthenticationError: wrong account"),
         ("the token expired", "the token expired"),
+    ],
+    "quoted value after a word naming a secret": [
+        ("password 'Zq8v W3nP' was refused", "password '***' was refused"),
+        ('invalid token "Zq8vW3nP"', 'invalid token "***"'),
+        ("client_secret\t'Zq8vW3nP'", "client_secret\t'***'"),
+        # Words, and a key's name, stay.
+        ("the token expired", "the token expired"),
+        ("missing key 'profile'", "missing key 'profile'"),
     ],
     "command-line option named like a secret": [
         ("--db-password Zq8vW3nP --verbose", "--db-password *** --verbose"),
@@ -271,6 +284,13 @@ def test_bearer_token(message: str, expected: str) -> None:
 
 @pytest.mark.parametrize(("message", "expected"), _cases("value of a key named like a secret"))
 def test_value_of_a_secret_key(message: str, expected: str) -> None:
+    assert _scrubbed(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"), _cases("quoted value after a word naming a secret")
+)
+def test_quoted_value_after_a_secret_word(message: str, expected: str) -> None:
     assert _scrubbed(message) == expected
 
 

@@ -41,6 +41,9 @@ _VALUE = r"""[^\s&,;'"`)\]}]+"""
 # A quoted value runs to its closing quote, past escaped ones (or to the end of the
 # line when it has none).
 _QUOTED = r"""(?P<q>["'])(?:\\.|(?!(?P=q))[^\\\r\n])*(?P=q)?"""
+# A value that is a list, tuple or mapping (`{'api_key': ['x']}`) goes to its first
+# closing bracket of that kind (or the end of the line): what is nested goes with it.
+_BRACKETED = r"\[[^\]\r\n]*\]?|\([^)\r\n]*\)?|\{[^}\r\n]*\}?"
 _NAME = r"[\w.-]"
 # A name ending so is a class name (`KeyError: 'x'`), not a key.
 _NOT_A_KEY = r"(?<!error)(?<!exception)(?<!warning)"
@@ -109,7 +112,16 @@ ROWS: tuple[Row, ...] = (
         _KEY_WORDS,
         # `Error`, `Exception` and `Warning` end a class name (`KeyError: 'x'`), not a key.
         rf"(?i)(?<!{_NAME})(?={_NAME}*?{_KEY_WORD})(?P<head>{_NAME}+){_NOT_A_KEY}"
-        rf"(?P<sep>[\"']?[ \t]*(?:[:=]>?)[ \t]*)(?:{_QUOTED}|{_VALUE})",
+        rf"(?P<sep>[\"']?[ \t]*(?:[:=]>?)[ \t]*)(?:{_QUOTED}|{_BRACKETED}|{_VALUE})",
+        rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
+    ),
+    (
+        "quoted value after a word naming a secret",
+        ("token", "secret", "passw", "credential"),
+        # `password 'x'`, `invalid token "x"`: a space instead of `:` or `=`, and then
+        # only a quoted value (`token expired` is words; `key 'name'` often names a key).
+        rf"(?i)(?<!{_NAME})(?={_NAME}*?(?:token|secret|passw|credential))(?P<head>{_NAME}+)"
+        rf"{_NOT_A_KEY}(?P<sep>[ \t]+){_QUOTED}",
         rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
     ),
     (
