@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cli.accounts import Account
-from helpers import ARCADE, run_arcade, sender_pids, wait_until
+from helpers import ARCADE, assert_one_line_error, run_arcade, sender_pids, wait_until
 from servers import FakePostHog
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,6 +160,18 @@ def test_disable_as_the_first_command_shows_no_notice_and_creates_no_identity(
     event = wait_until(posthog.command_events)[0]
     assert event["properties"]["command_name"] == "usage.enable"
     assert run_arcade("usage", "status").stderr == ""
+
+
+def test_disable_that_cannot_write_names_the_file_the_user_knows(arcade_dir: Path) -> None:
+    """A directory where `usage_disabled` goes: the error names it, not the temp file the
+    failed rename held."""
+    (arcade_dir / "usage_disabled").mkdir(parents=True)
+    disable = run_arcade("usage", "disable", env={"ARCADE_USAGE_TRACKING": "0"})
+    assert_one_line_error(
+        disable, f"cannot disable tracking: Is a directory: {arcade_dir / 'usage_disabled'}"
+    )
+    assert ".tmp" not in disable.stderr
+    assert sorted(p.name for p in arcade_dir.iterdir()) == ["usage_disabled"]
 
 
 def test_disable_deletes_what_waits_in_the_outbox_and_says_so(

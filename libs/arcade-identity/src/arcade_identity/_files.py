@@ -211,7 +211,12 @@ def write_atomic(
     directory, name = os.path.split(os.fspath(path))
     ensure_private_dir(directory, windows=windows)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except OSError as exc:
+        if exc.filename != tmp:
+            raise
+        raise _named(exc, path) from exc
     try:
         try:
             restrict_to_user(tmp, windows=windows)
@@ -222,10 +227,17 @@ def write_atomic(
         finally:
             os.close(fd)
         replace_file(tmp, path, windows=windows)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        if not isinstance(exc, OSError) or exc.filename != tmp:
+            raise
+        raise _named(exc, path) from exc
+
+
+def _named(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`exc` as naming `path`, the file the user knows, instead of the temp file."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
 def file_lock(
