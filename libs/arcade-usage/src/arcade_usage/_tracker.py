@@ -228,9 +228,10 @@ def link_principal(identity: UsageIdentity, service: UsageService) -> str | None
     if principal is None:
         if not debug_enabled() and not os.path.lexists(identity.credentials_path):
             with contextlib.suppress(IdentityUnavailableError):  # busy: a later command
-                identity.end_session_logged_out_elsewhere(
-                    timeout=max(0.0, started + ALIAS_DEADLINE - time.monotonic())
-                )
+                if (identity.peek() or {}).get("linked_principal_id"):  # no lock unless so
+                    identity.end_session_logged_out_elsewhere(
+                        timeout=max(0.0, started + ALIAS_DEADLINE - time.monotonic())
+                    )
         return None
     if debug_enabled():
         # Show the alias, but change nothing: it was not sent, so a later (real)
