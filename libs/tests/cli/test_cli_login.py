@@ -576,34 +576,6 @@ def test_logout_says_so_and_starts_a_new_anonymous_identity(
     assert json.loads((arcade_dir / "usage.json").read_text())["anon_id"] == new_anon
 
 
-@pytest.mark.parametrize("how", ["while tracking was off", "by deleting the file"])
-def test_a_logout_made_where_tracking_did_not_see_it_starts_one_new_anonymous_person(
-    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str, how: str
-) -> None:
-    """Logged out by `arcade logout` while tracking was off, or by another tool deleting
-    credentials.yaml (today's Arcade CLI does): the next commands are one new anonymous
-    person, not a random one each, and the status shows no linked principal."""
-    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
-    if how == "while tracking was off":
-        assert run_arcade("usage", "disable").returncode == 0
-        assert run_arcade("logout").stdout == "Logged out.\n"
-        assert run_arcade("usage", "enable").returncode == 0
-    else:
-        (arcade_dir / "credentials.yaml").unlink()
-        assert run_arcade("usage", "status").returncode == 0
-    assert run_arcade("whoami").returncode == 1  # not logged in: an event all the same
-    status = run_arcade("usage", "status")
-
-    new_anon = json.loads((arcade_dir / "usage.json").read_text())["anon_id"]
-    assert new_anon != first_run
-    assert f"Anonymous id:     {new_anon}\nLinked principal: none\n" in status.stdout
-    wait_until(lambda: len(posthog.command_events()) == 5)
-    after = posthog.command_events()[-3:]  # enable (or status), whoami, status
-    assert {e["distinct_id"] for e in after} == {new_anon}
-    assert all(e["properties"]["$process_person_profile"] is False for e in after)
-    assert posthog.aliases() == [(first_run, account_a.principal)]  # none for new_anon
-
-
 def test_logout_with_arcade_context_naming_no_saved_context_deletes_nothing(
     posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
 ) -> None:

@@ -278,36 +278,6 @@ def test_a_relink_under_way_during_a_logout_links_nobody(
     assert [b for _, b in posthog.aliases()] == ["acc_a"]
 
 
-def test_a_server_outliving_a_logout_made_by_deleting_the_file_is_one_new_person(
-    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path
-) -> None:
-    """Today's Arcade CLI logs out by deleting credentials.yaml, and tracks nothing of it:
-    the server's later calls go out as one new anonymous person (the identity rotated
-    once, as a logout), not under a new random id each, and never as acc_a."""
-    tracker = _server_linked_to_a(cloud, posthog)
-    anon_before = json.loads((work_dir / "usage.json").read_bytes())["anon_id"]
-    (work_dir / "credentials.yaml").unlink()
-
-    def rotated() -> bool:
-        tracker.track_tool_call(True)
-        return json.loads((work_dir / "usage.json").read_bytes())["linked_principal_id"] is None
-
-    try:
-        wait_until(rotated, timeout=10, interval=0.1)
-        for _ in range(3):
-            tracker.track_tool_call(True)
-        wait_until(lambda: len(posthog.events(CALLED)) >= 4)
-    finally:
-        wait_until(lambda: not sender_pids(work_dir), timeout=15)
-    anon_after = json.loads((work_dir / "usage.json").read_bytes())["anon_id"]
-    assert anon_after != anon_before
-    senders = [e["distinct_id"] for e in posthog.events(CALLED)]
-    assert "acc_a" not in senders
-    assert anon_before not in senders
-    assert senders[-3:] == [anon_after] * 3
-    assert [b for _, b in posthog.aliases()] == ["acc_a"]
-
-
 TRIGGERING_CALL = r"""
 import hashlib, json, sys, time  # hashlib: a changed file is hashed (as before)
 from arcade_usage import ServerTracker

@@ -233,30 +233,6 @@ class UsageIdentity:
         self._looked_up = None
         return ended
 
-    def end_session_logged_out_elsewhere(self, *, timeout: float = LOCK_TIMEOUT) -> bool:
-        """A logout tracking did not see (another tool deleted the credentials file, or
-        `arcade logout` ran while tracking was off): rotate `anon_id` and clear the link,
-        as a logout does, if the identity is linked and no credentials file is there.
-
-        Under the lock, checked again there, so that of many processes finding it at
-        once one rotates; a login meanwhile (a file there again) is left alone.
-        Returns whether it rotated.
-        """
-        ended = False
-
-        def end(data: Data) -> Data | None:
-            nonlocal ended
-            if linked_principal(data) is None or os.path.lexists(self.credentials_path):
-                return None
-            ended = True
-            return rotated(data)
-
-        self._data = self._store.update(end, timeout=timeout)
-        if ended:
-            self._principal = None
-            self._looked_up = None
-        return ended
-
     def revalidate(self) -> None:
         """Forget what changed on disk since it was loaded, for a long-lived process.
 

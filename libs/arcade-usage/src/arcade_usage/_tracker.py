@@ -216,9 +216,7 @@ def link_principal(identity: UsageIdentity, service: UsageService) -> str | None
     The lookup, the wait for the identity's lock and the alias share one budget:
     however slow Arcade Cloud, PostHog and other processes are, the caller waits
     at most 2 s for them and the link together. A process that cannot have the
-    lock in time (another is linking right now) gets None: see `event_sender`. With
-    no credentials file left while the identity is linked (a logout tracking did not
-    see), that session ends here, as a logout would have ended it.
+    lock in time (another is linking right now) gets None: see `event_sender`.
     """
     started = time.monotonic()
     trusted = identity.get_principal_id(lookup=False)
@@ -226,12 +224,6 @@ def link_principal(identity: UsageIdentity, service: UsageService) -> str | None
         return trusted  # linked, with the credentials it was linked with: nothing to do
     principal = identity.get_principal_id()
     if principal is None:
-        if not debug_enabled() and not os.path.lexists(identity.credentials_path):
-            with contextlib.suppress(IdentityUnavailableError):  # busy: a later command
-                if (identity.peek() or {}).get("linked_principal_id"):  # no lock unless so
-                    identity.end_session_logged_out_elsewhere(
-                        timeout=max(0.0, started + ALIAS_DEADLINE - time.monotonic())
-                    )
         return None
     if debug_enabled():
         # Show the alias, but change nothing: it was not sent, so a later (real)
