@@ -131,23 +131,29 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("auth_header=Zq8vW3nP;next", "auth_header=***;next"),
         ("(secret=Zq8vW3nP)", "(secret=***)"),
         ("{'password' => 'Zq8v W3nP'}", "{'password' => '***'}"),
-        # A list, tuple or mapping as the value: all of it goes.
+        # A list, tuple or mapping as the value: all of it goes, nested ones included,
+        # to the last closing bracket of its kind on the line.
         ("{'api_key': ['Zq8vW3nP'], 'user': 1}", "{'api_key': ***, 'user': 1}"),
         ("{'credentials': ('me', 'Zq8vW3nP')}", "{'credentials': ***}"),
-        ('{"auth": {"user": "me", "pass": "Zq8vW3nP"}, "n": 1}', '{"auth": ***, "n": 1}'),
+        ('{"auth": {"user": "me", "pass": "Zq8vW3nP"}, "n": 1}', '{"auth": ***'),
+        ("{'auth': {'basic': {'user': 'u'}, 'pw': 'Zq8vW3nP'}, 'n': 1}", "{'auth': ***"),
+        ("{'credentials': [['me'], 'Zq8vW3nP']}", "{'credentials': ***}"),
+        ("{'client_secret': ('id', ('Zq8vW3nP',)), 'x': 1}", "{'client_secret': ***, 'x': 1}"),
         ('password=["Zq8vW3nP"', "password=***"),
         # An exception's name is not a key: the error stays readable.
         ("KeyError: 'profile'", "KeyError: 'profile'"),
         ("AuthenticationError: wrong account", "AuthenticationError: wrong account"),
         ("the token expired", "the token expired"),
     ],
-    "quoted value after a word naming a secret": [
+    "quoted value after a word naming a password": [
         ("password 'Zq8v W3nP' was refused", "password '***' was refused"),
-        ('invalid token "Zq8vW3nP"', 'invalid token "***"'),
-        ("client_secret\t'Zq8vW3nP'", "client_secret\t'***'"),
-        # Words, and a key's name, stay.
-        ("the token expired", "the token expired"),
-        ("missing key 'profile'", "missing key 'profile'"),
+        ('db_passwd\t"Zq8vW3nP"', 'db_passwd\t"***"'),
+        # After other words a quoted value is as often a name: it stays.
+        ("ValueError: Secret 'GITHUB_TOKEN' not found in context.",) * 2,
+        ("No credentials 'work' context",) * 2,
+        ("unknown token 'EOF'",) * 2,
+        ("missing key 'profile'",) * 2,
+        ("the password expired",) * 2,
     ],
     "command-line option named like a secret": [
         ("--db-password Zq8vW3nP --verbose", "--db-password *** --verbose"),
@@ -288,9 +294,9 @@ def test_value_of_a_secret_key(message: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "expected"), _cases("quoted value after a word naming a secret")
+    ("message", "expected"), _cases("quoted value after a word naming a password")
 )
-def test_quoted_value_after_a_secret_word(message: str, expected: str) -> None:
+def test_quoted_value_after_a_password_word(message: str, expected: str) -> None:
     assert _scrubbed(message) == expected
 
 

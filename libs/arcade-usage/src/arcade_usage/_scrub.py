@@ -41,9 +41,10 @@ _VALUE = r"""[^\s&,;'"`)\]}]+"""
 # A quoted value runs to its closing quote, past escaped ones (or to the end of the
 # line when it has none).
 _QUOTED = r"""(?P<q>["'])(?:\\.|(?!(?P=q))[^\\\r\n])*(?P=q)?"""
-# A value that is a list, tuple or mapping (`{'api_key': ['x']}`) goes to its first
-# closing bracket of that kind (or the end of the line): what is nested goes with it.
-_BRACKETED = r"\[[^\]\r\n]*\]?|\([^)\r\n]*\)?|\{[^}\r\n]*\}?"
+# A value that is a list, tuple or mapping (`{'api_key': ['x']}`) goes to the last
+# closing bracket of that kind on its line (or the end of the line): whatever is
+# nested in it goes with it, and what follows it on the line may too.
+_BRACKETED = r"\[(?:[^\r\n]*\]|[^\r\n]*)|\((?:[^\r\n]*\)|[^\r\n]*)|\{(?:[^\r\n]*\}|[^\r\n]*)"
 _NAME = r"[\w.-]"
 # A name ending so is a class name (`KeyError: 'x'`), not a key.
 _NOT_A_KEY = r"(?<!error)(?<!exception)(?<!warning)"
@@ -116,11 +117,12 @@ ROWS: tuple[Row, ...] = (
         rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
     ),
     (
-        "quoted value after a word naming a secret",
-        ("token", "secret", "passw", "credential"),
-        # `password 'x'`, `invalid token "x"`: a space instead of `:` or `=`, and then
-        # only a quoted value (`token expired` is words; `key 'name'` often names a key).
-        rf"(?i)(?<!{_NAME})(?={_NAME}*?(?:token|secret|passw|credential))(?P<head>{_NAME}+)"
+        "quoted value after a word naming a password",
+        ("passw",),
+        # `password 'x'`: a space instead of `:` or `=`, then a quoted value. Only after
+        # a password: after the other words it is as often a name (`Secret 'GITHUB_TOKEN'
+        # not found`, `unknown token 'EOF'`, `missing key 'profile'`).
+        rf"(?i)(?<!{_NAME})(?={_NAME}*?passw)(?P<head>{_NAME}+)"
         rf"{_NOT_A_KEY}(?P<sep>[ \t]+){_QUOTED}",
         rf"\g<head>\g<sep>\g<q>{MASK}\g<q>",
     ),
