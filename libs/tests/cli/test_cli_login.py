@@ -576,6 +576,32 @@ def test_logout_says_so_and_starts_a_new_anonymous_identity(
     assert json.loads((arcade_dir / "usage.json").read_text())["anon_id"] == new_anon
 
 
+def test_a_logout_while_tracking_is_off_sends_nothing_and_still_ends_the_session(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    """Turned on again, tracking sends as one new anonymous person: not as the account
+    that logged out, nor under a random id per event (the identity still linked to it)."""
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    wait_until(lambda: len(posthog.command_events()) == 2)  # status, login
+    assert run_arcade("usage", "disable").returncode == 0
+    sent_before = len(posthog.log())
+    logout = run_arcade("logout")
+    assert (logout.returncode, logout.stdout, logout.stderr) == (0, "Logged out.\n", "")
+    identity = json.loads((arcade_dir / "usage.json").read_text())
+    assert identity["linked_principal_id"] is None
+    assert identity["anon_id"] != first_run
+    assert len(posthog.log()) == sent_before  # nothing sent while off
+
+    assert run_arcade("usage", "enable").returncode == 0
+    assert run_arcade("whoami").returncode == 1  # not logged in: an event all the same
+    status = run_arcade("usage", "status")
+    assert f"Anonymous id:     {identity['anon_id']}\nLinked principal: none\n" in status.stdout
+    wait_until(lambda: len(posthog.command_events()) == 5)
+    after = posthog.command_events()[-3:]  # enable, whoami, status
+    assert {e["distinct_id"] for e in after} == {identity["anon_id"]}
+    assert posthog.aliases() == [(first_run, account_a.principal)]
+
+
 def test_logout_with_arcade_context_naming_no_saved_context_deletes_nothing(
     posthog: FakePostHog, cloud: FakeCloud, arcade_dir: Path, first_run: str
 ) -> None:

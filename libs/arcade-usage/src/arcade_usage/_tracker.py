@@ -127,8 +127,15 @@ class CommandTracker:
         first, and a login is simply the usual first such command. Ctrl-C during
         the lookup or the alias still queues the event (anonymous, without
         waiting) before KeyboardInterrupt goes on.
+
+        With tracking off nothing is sent, but a logout still ends the session of an
+        identity that exists and is linked (`_end_untracked_session`).
         """
-        if in_sender() or not is_tracking_enabled(self.work_dir):
+        if in_sender():
+            return
+        if not is_tracking_enabled(self.work_dir):
+            if truth(is_logout) and truth(success):
+                self._end_untracked_session()
             return
         finished_at = datetime.now(timezone.utc)
         # Arguments of any type: the command is recorded once, and nothing raises here.
@@ -138,6 +145,21 @@ class CommandTracker:
         except IdentityUnavailableError:
             pass  # usage.json cannot be read or written: tracking quietly does nothing
         except Exception as exc:  # a tracking bug must never fail the user's command
+            if debug_enabled():
+                print(f"arcade-usage: tracking failed: {exc!r}", file=sys.stderr)
+
+    def _end_untracked_session(self) -> None:
+        """A logout while tracking is off: rotate `anon_id` and clear the link, as a
+        tracked logout does, without an event. Otherwise, once tracking is on again,
+        every event would go out under a one-off random id (the identity still linked
+        to an account whose credentials are gone), and `usage status` would show the
+        account that left. Creates nothing: an identity that is not there, or not
+        linked, is left as it is."""
+        try:
+            data = self.identity.peek()
+            if data is not None and data.get("linked_principal_id"):
+                self.identity.end_session()
+        except Exception as exc:  # never fails the user's logout
             if debug_enabled():
                 print(f"arcade-usage: tracking failed: {exc!r}", file=sys.stderr)
 
