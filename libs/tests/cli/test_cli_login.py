@@ -548,6 +548,27 @@ def test_whoami_of_a_self_hosted_context_shows_no_principal_and_asks_no_cloud(
     assert cloud.validations == 0
 
 
+@pytest.mark.parametrize("command", ["login", "whoami", "logout"])
+def test_a_key_given_as_an_argument_is_refused_without_being_printed(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, command: str
+) -> None:
+    """`arcade login KEY` (no `--api-key`): click would answer "Got unexpected extra
+    argument (KEY)", printing the key. The error says how to give it, and shows none."""
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    before = (arcade_dir / "credentials.yaml").read_bytes()
+    result = run_arcade(command, account_a.key, "x")
+    assert_one_line_error(
+        result, "2 unexpected argument(s), not shown", "arcade login --api-key KEY"
+    )
+    assert account_a.key not in result.stdout + result.stderr
+    assert (arcade_dir / "credentials.yaml").read_bytes() == before  # nothing done
+    wait_until(lambda: len(posthog.command_events()) == 2)
+    failed = posthog.command_events()[-1]
+    assert failed["event"] == "CLI execution failed"
+    assert failed["properties"]["command_name"] == command
+    assert account_a.key not in json.dumps(failed)
+
+
 # -- logout --------------------------------------------------------------------------------
 
 

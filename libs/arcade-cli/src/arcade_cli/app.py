@@ -24,9 +24,9 @@ app = TrackedTyper(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-app.command()(auth.login)
-app.command()(auth.logout)
-app.command()(auth.whoami)
+app.command(context_settings=auth.STRAY_WORDS)(auth.login)
+app.command(context_settings=auth.STRAY_WORDS)(auth.logout)
+app.command(context_settings=auth.STRAY_WORDS)(auth.whoami)
 app.add_typer(usage.app, name="usage")
 
 

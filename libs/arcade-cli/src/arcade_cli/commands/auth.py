@@ -30,7 +30,23 @@ VALIDATE_TIMEOUT = 5.0
 the 2 s a tracked command grants a background lookup."""
 
 
+STRAY_WORDS = {"allow_extra_args": True}
+"""Context settings of a command that takes no argument: words given all the same are
+kept (`ctx.args`) for `refuse_stray` instead of click's error, which would print them."""
+
+
+def refuse_stray(ctx: typer.Context) -> None:
+    """Words where the command takes none, most likely a key pasted without `--api-key`:
+    refused without being printed."""
+    if ctx.args:
+        raise ArcadeCliError(
+            f"{len(ctx.args)} unexpected argument(s), not shown. To log in with a key:"
+            " arcade login --api-key KEY (or --api-key - to read it from stdin)."
+        )
+
+
 def login(
+    ctx: typer.Context,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -54,6 +70,7 @@ def login(
     ] = LOGIN_TIMEOUT,
 ) -> None:
     """Log in to Arcade Cloud, with the browser or an API key."""
+    refuse_stray(ctx)
     # A damaged credentials file is what a new login replaces, not a reason to refuse.
     current = _current_credentials(replacing=True)
     if current is not None and current.self_hosted:
@@ -98,8 +115,9 @@ def login(
         typer.echo(f"Logged in as {who}.")
 
 
-def logout() -> None:
+def logout(ctx: typer.Context) -> None:
     """Log out: remove the credentials of the context in force."""
+    refuse_stray(ctx)
     try:
         removed = remove_credentials()
     except CredentialsUnreadableError as exc:
@@ -114,8 +132,9 @@ def logout() -> None:
     typer.echo("Logged out." if removed else "Not logged in.")
 
 
-def whoami() -> None:
+def whoami(ctx: typer.Context) -> None:
     """Show the account you are logged in as."""
+    refuse_stray(ctx)
     credentials = _current_credentials()
     if credentials is None:
         raise ArcadeCliError("not logged in. Run `arcade login`.")
