@@ -440,7 +440,7 @@ def fingerprint(
 ) -> Fingerprint:
     """The fingerprint of credentials read as `raw` with stat `st`, for this process's
     `ARCADE_CONTEXT`, with the org and project of the context in force."""
-    found: Fingerprint = {"stat": stat_key(st), "sha256": _sha256(raw)}
+    found: Fingerprint = {"stat": stat_key(st), "sha256": sha256(raw)}
     chosen = selected_context()
     if chosen is not None:
         found["context"] = chosen
@@ -486,10 +486,11 @@ def matches(path: str | os.PathLike[str], recorded: object) -> bool:
         found = read_raw_credentials(path)
     except CredentialsError:
         return False
-    return found is not None and _sha256(found[0]) == recorded.get("sha256")
+    return found is not None and sha256(found[0]) == recorded.get("sha256")
 
 
-def _sha256(data: bytes) -> str:
+def sha256(data: bytes) -> str:
+    """A SHA-256 of `data`, in hex: tells contents apart without keeping them."""
     import hashlib
 
     return hashlib.sha256(data).hexdigest()

@@ -256,7 +256,8 @@ def file_lock(
     """
     import filelock
 
-    _refuse_other_than_a_file(path)
+    with contextlib.suppress(FileNotFoundError):  # created by the lock, then
+        _look(path, follow_symlinks=False)
 
     if platform == "win32":
         return filelock.WindowsFileLock(path, timeout=timeout)
@@ -265,22 +266,6 @@ def file_lock(
     except ImportError:
         return filelock.SoftFileLock(path, timeout=timeout)
     return filelock.UnixFileLock(path, timeout=timeout, mode=FILE_MODE)
-
-
-def _refuse_other_than_a_file(path: str | os.PathLike[str]) -> None:
-    """Raise NotRegularFileError (naming `path`) when something other than a regular
-    file is there; nothing there is fine."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISLNK(mode):
-        raise NotRegularFileError(errno.ELOOP, "Is a symbolic link", os.fspath(path))
-    if stat.S_ISDIR(mode):
-        raise NotRegularFileError(errno.EISDIR, "Is a directory", os.fspath(path))
-    raise NotRegularFileError(errno.EINVAL, "Not a regular file", os.fspath(path))
 
 
 def read_bytes_or_none(path: str | os.PathLike[str]) -> bytes | None:
@@ -366,12 +351,12 @@ def _look(path: str | os.PathLike[str], follow_symlinks: bool) -> os.stat_result
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         if not follow_symlinks:
-            raise NotRegularFileError(f"{os.fspath(path)} is a symlink")
+            raise NotRegularFileError(errno.ELOOP, "Is a symbolic link", os.fspath(path))
         st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", os.fspath(path))
     if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFileError(f"{os.fspath(path)} is not a regular file")
+        raise NotRegularFileError(errno.EINVAL, "Not a regular file", os.fspath(path))
     return st
 
 

@@ -333,7 +333,9 @@ class UsageIdentity:
         attempt = {
             "credentials": _credentials.stat_key(st),
             # Hashed: a password in the URL's userinfo is never written down.
-            "cloud_url": _digest(os.environ.get("ARCADE_CLOUD_URL", "")),
+            "cloud_url": _credentials.sha256(
+                os.environ.get("ARCADE_CLOUD_URL", "").encode("utf-8", "surrogateescape")
+            ),
             "context": _credentials.selected_context(),
         }
         failures = FailedLookups(self._store.directory / LOOKUP_FAILURE_FILE, self._clock)
@@ -388,10 +390,3 @@ class UsageIdentity:
             return _credentials.stat_key(os.stat(self.credentials_path))
         except OSError:
             return None
-
-
-def _digest(text: str) -> str:
-    """A SHA-256 of `text`: tells values apart without keeping them."""
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
