@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -256,3 +257,35 @@ def test_an_httpx_that_cannot_do_without_its_command_line_client_still_loads(
     )
     out = run_python(script, env={"PYTHONPATH": str(tmp_path)})
     assert out == {"origin": str(package / "__init__.py"), "main": "the command line", "left": True}
+
+
+@pytest.mark.parametrize("occupant", ["directory", "symlink", "fifo"])
+def test_a_failure_is_remembered_when_something_else_sits_at_the_record(
+    cloud: FakeCloud, work_dir: Path, tmp_path: Path, run_python: RunPython, occupant: str
+) -> None:
+    """In an outage every command would otherwise wait for Cloud again (up to 2 s each)."""
+    cloud.add_account("key-a", "prn_a", "a@example.com")
+    cloud.mode = "error"
+    save_credentials(Credentials("key-a"))
+    record = work_dir / "principal_lookup.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("the user's own file\n")
+    if occupant == "directory":
+        record.mkdir()
+        (record / "kept.txt").write_text("kept\n")
+    elif occupant == "symlink":
+        record.symlink_to(elsewhere)
+    else:
+        os.mkfifo(record)
+
+    assert UsageIdentity().get_principal_id() is None
+    assert cloud.validations == 1
+    # The next command, in a new process, does not ask again.
+    assert run_python(TIMED_LOOKUP.format(offset=0.0, budget=60))["principal"] is None
+    assert cloud.validations == 1
+    assert json.loads(record.read_bytes())["failed_at"] > 0
+    # What sat there is moved aside, never written through or deleted.
+    assert elsewhere.read_text() == "the user's own file\n"
+    if occupant == "directory":
+        [moved] = work_dir.glob("principal_lookup.json.*")
+        assert (moved / "kept.txt").read_text() == "kept\n"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -247,7 +248,15 @@ class FailedLookups:
         return same and 0 <= self._clock() - failed_at < FAILED_LOOKUP_MEMORY
 
     def remember(self, attempt: dict[str, Any]) -> None:
-        record = {"failed_at": self._clock(), "attempt": attempt}
+        data = json.dumps({"failed_at": self._clock(), "attempt": attempt}).encode()
         # If this cannot be written, the next command simply tries again.
         with contextlib.suppress(OSError):
-            write_atomic(self.path, json.dumps(record).encode())
+            try:
+                write_atomic(self.path, data)
+            except OSError:
+                # A directory in its place (a rename cannot replace one) would have every
+                # command of an outage wait for Cloud again: it is moved aside, kept whole.
+                if not stat.S_ISDIR(os.lstat(self.path).st_mode):
+                    raise
+                os.rename(self.path, f"{os.fspath(self.path)}.{os.urandom(4).hex()}.displaced")
+                write_atomic(self.path, data)
