@@ -1,11 +1,13 @@
 """Start many real `arcade` processes at the same instant, for race tests.
 
-Each process begins as a tiny Python launcher that says it is ready on one pipe
-and then blocks reading another; when every launcher is ready, the test closes
-that pipe's write end, so they all see end-of-file together and each replaces
-itself (`exec`) with `arcade ARGS`. Python's start-up and the launchers' own
-scheduling are thus out of the way before the race begins, and what the
-processes do afterwards is exactly what a user's shell would have run.
+Each process begins as a small Python launcher that loads `arcade` and the libraries its
+commands load as they go (httpx, pyyaml, posthog), says it is ready on one pipe and then
+blocks reading another; when every launcher is ready, the test closes that pipe's write
+end, so they all see end-of-file together and each runs `arcade ARGS`, as the `arcade`
+script does. Python's start-up, the imports and the launchers' own scheduling are thus
+out of the way before the race begins: twelve processes on two CPUs meet at the
+identity's lock, not at the 2 s lookup budget that importing inside it would eat up on
+a slow machine, and what they do then is what a user's shell would have run.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from helpers import ARCADE
 LAUNCHER = """\
 import os, sys
 ready, gate = int(sys.argv[1]), int(sys.argv[2])
+del sys.path[0]  # as in the `arcade` script: nothing from the working directory
+import httpx, posthog.request, yaml, arcade_cli.main
 os.write(ready, b".")
 os.close(ready)
 while os.read(gate, 1):
     pass
 os.close(gate)
-os.execv(sys.argv[3], sys.argv[3:])
+sys.argv = sys.argv[3:]
+arcade_cli.main.main()
 """
 
 
