@@ -770,7 +770,8 @@ class Outbox:
     def remove(self, name: str) -> bool:
         """Delete entry `name` (the entry itself, never what a link would lead to); whether
         it was there to delete."""
-        if _parse(name) is not None or _is_temp(name):
+        ours = self._place.parsed.get(name) is not None  # listed (and parsed) already
+        if ours or _parse(name) is not None or _is_temp(name):
             try:
                 os.unlink(self._path(name))
                 return True
@@ -1333,7 +1334,8 @@ class _Uploader:
     def _sendable(self, names: list[str]) -> list[str]:
         """`names` less the entries that hold no message, among the first MAX_MESSAGES:
         a backlog beyond them is read as its head is sent, not held in memory at once."""
-        head = [n for n in names[:MAX_MESSAGES] if self._entry(n) is not None]
+        cache, entry = self.cache, self._entry
+        head = [n for n in names[:MAX_MESSAGES] if (cache[n] if n in cache else entry(n))]
         return head + names[MAX_MESSAGES:]
 
     def _entry(self, name: str) -> tuple[Destination, Message, int] | None:
@@ -1370,8 +1372,9 @@ class _Uploader:
         destination may be tried again (0 when nothing could be sent at all).
         """
         queues: dict[Destination, list[str]] = {}
+        cache = self.cache
         for name in names[:MAX_MESSAGES]:
-            entry = self._entry(name)
+            entry = cache[name] if name in cache else self._entry(name)
             if entry is not None:
                 queues.setdefault(entry[0], []).append(name)
         order = sorted(queues)
