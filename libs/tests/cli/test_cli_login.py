@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, quote, urlencode, urlparse
 import pytest
 import yaml
 
+from arcade_identity import CREDENTIALS_GONE_GRACE
 from cli.live_arcade import LiveArcade
-from helpers import assert_one_line_error, run_arcade, wait_until
+from helpers import assert_one_line_error, run_arcade, sender_pids, wait_until
 from servers import FakeCloud, FakePostHog
 
 if TYPE_CHECKING:
@@ -621,6 +622,72 @@ def test_a_logout_while_tracking_is_off_sends_nothing_and_still_ends_the_session
     after = posthog.command_events()[-3:]  # enable, whoami, status
     assert {e["distinct_id"] for e in after} == {identity["anon_id"]}
     assert posthog.aliases() == [(first_run, account_a.principal)]
+
+
+def test_credentials_deleted_by_hand_end_the_session_once_they_stay_gone(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    """`rm ~/.arcade/credentials.yaml` is a logout that tracking does not see: the identity
+    stays linked to the account, whose anon_id must not be sent. A command then goes out
+    under an id of nobody's, and writes down when it found the file gone; once it has
+    been gone CREDENTIALS_GONE_GRACE (the date is moved back here, as the clock would
+    move on), the next command ends the session as a logout would: one new anonymous
+    person from then on, and `usage status` no longer shows the account."""
+    assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+    wait_until(lambda: len(posthog.command_events()) == 2)  # status, login
+    (arcade_dir / "credentials.yaml").unlink()
+
+    assert run_arcade("whoami").returncode == 1  # not logged in
+    usage = arcade_dir / "usage.json"
+    identity = json.loads(usage.read_text())
+    assert identity["linked_principal_id"] == account_a.principal
+    identity["credentials_gone_since"] -= CREDENTIALS_GONE_GRACE
+    usage.write_text(json.dumps(identity))
+
+    assert run_arcade("whoami").returncode == 1
+    status = run_arcade("usage", "status")
+    after = json.loads(usage.read_text())
+    assert after["linked_principal_id"] is None
+    assert after["anon_id"] not in (first_run, identity["anon_id"])
+    assert f"Anonymous id:     {after['anon_id']}\nLinked principal: none\n" in status.stdout
+    wait_until(lambda: len(posthog.command_events()) == 5)
+    gone, ended, shown = (e["distinct_id"] for e in posthog.command_events()[2:])
+    assert gone not in (first_run, account_a.principal, after["anon_id"])  # nobody's
+    assert ended == shown == after["anon_id"]
+    assert posthog.aliases() == [(first_run, account_a.principal)]
+    assert not posthog.same_person(after["anon_id"], account_a.principal)
+
+
+def test_a_logout_beside_a_busy_server_is_sent_as_the_account_that_leaves(
+    posthog: FakePostHog, account_a: Account, arcade_dir: Path, first_run: str
+) -> None:
+    """`arcade logout` deletes the file first and ends the session itself a moment later.
+    A server calling a tool every 2 ms finds the file gone in between: it must leave the
+    ending to the logout (whose event goes out as the account), not end it first."""
+    import threading
+
+    from arcade_usage import ServerTracker
+
+    tracker = ServerTracker(server_version="1")
+    stop = threading.Event()
+
+    def calls() -> None:
+        while not stop.wait(0.002):
+            tracker.track_tool_call(True)
+
+    caller = threading.Thread(target=calls)
+    caller.start()
+    try:
+        for _ in range(3):
+            assert run_arcade("login", "--api-key", account_a.key).returncode == 0
+            logout = run_arcade("logout")
+            assert (logout.returncode, logout.stdout) == (0, "Logged out.\n"), logout.stderr
+    finally:
+        stop.set()
+        caller.join()
+    wait_until(lambda: len(posthog.command_events()) == 7 and not sender_pids(arcade_dir))
+    logouts = [e for e in posthog.command_events() if e["properties"]["command_name"] == "logout"]
+    assert [e["distinct_id"] for e in logouts] == [account_a.principal] * 3
 
 
 def test_logout_with_arcade_context_naming_no_saved_context_deletes_nothing(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from arcade_identity import (
+    CREDENTIALS_GONE_GRACE,
     Credentials,
     IdentityBusyError,
     IdentityUnavailableError,
@@ -254,6 +255,102 @@ def test_logout_ends_the_linked_principal_once(work_dir: Path) -> None:
     again = UsageIdentity()
     assert again.end_session() is None
     assert again.anon_id == identity.anon_id
+
+
+class Clock:
+    """A wall clock a test moves by hand (the identity dates what it writes down by it)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_credentials_deleted_by_hand_end_the_session_once_they_stay_gone(
+    work_dir: Path,
+) -> None:
+    """Not by a logout: the identity stays linked to an account no file names any more.
+    It is ended as a logout would end it, once, but only when the file has been gone for
+    CREDENTIALS_GONE_GRACE: a real logout, which deletes the file first and ends the
+    session a moment later, must still be the one to end it."""
+    clock = Clock()
+    linked = _linked_to_a(work_dir)
+    anon = linked.anon_id
+    # While the file is there nothing is written down, and no lock is taken for it.
+    with lock_held(work_dir / "usage.json.lock"):
+        assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert "credentials_gone_since" not in _on_disk(work_dir)
+
+    remove_credentials()  # by hand: `rm ~/.arcade/credentials.yaml`
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir)["credentials_gone_since"] == clock.now  # the first look
+    clock.now += CREDENTIALS_GONE_GRACE - 0.5
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir)["linked_principal_id"] == "prn_a"
+
+    clock.now += 0.5
+    ending = UsageIdentity(clock=clock)
+    assert ending.end_session_if_credentials_gone() is True
+    on_disk = _on_disk(work_dir)
+    assert on_disk["linked_principal_id"] is None
+    assert on_disk["anon_id"] not in (anon, None)
+    assert "credentials_gone_since" not in on_disk
+    assert ending.get_distinct_id() == on_disk["anon_id"]
+    # Once: every other process finds an anonymous identity and leaves it alone.
+    clock.now += 60
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir) == on_disk
+
+
+def test_credentials_back_within_the_grace_keep_the_link(work_dir: Path) -> None:
+    """A file deleted and written again (a login as the same account) is no logout: the
+    link stands, and what was written down of the gap goes with the new link."""
+    clock = Clock()
+    _linked_to_a(work_dir)
+    remove_credentials()
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    save_credentials(Credentials("key-a", "a@example.com"))
+    clock.now += 3600
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir)["linked_principal_id"] == "prn_a"
+    UsageIdentity().link_principal("prn_a", Aliases(), timeout=5)  # the login's relink
+    assert "credentials_gone_since" not in _on_disk(work_dir)
+
+
+@pytest.mark.parametrize("written", ["the future", "not a date", "true", "nan"])
+def test_a_gap_dated_in_the_future_or_not_at_all_starts_the_wait_again(
+    work_dir: Path, written: str
+) -> None:
+    """The clock went back (or the date is not one): the wait starts over from now,
+    never ending the session early."""
+    clock = Clock()
+    _linked_to_a(work_dir)
+    remove_credentials()
+    data = _on_disk(work_dir)
+    data["credentials_gone_since"] = {
+        "the future": clock.now + 3600,
+        "not a date": "yesterday",
+        "true": True,
+        "nan": float("nan"),
+    }[written]
+    (work_dir / "usage.json").write_text(json.dumps(data))
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir)["credentials_gone_since"] == clock.now
+    clock.now += CREDENTIALS_GONE_GRACE
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is True
+
+
+def test_a_held_lock_leaves_the_gap_to_the_next_look(work_dir: Path) -> None:
+    """No waiting by default: a tool call or a command's end never waits for the lock."""
+    _linked_to_a(work_dir)
+    remove_credentials()
+    with lock_held(work_dir / "usage.json.lock"):
+        start = time.monotonic()
+        with pytest.raises(IdentityBusyError):
+            UsageIdentity().end_session_if_credentials_gone()
+        assert time.monotonic() - start < 1.0
+    assert "credentials_gone_since" not in _on_disk(work_dir)
 
 
 @pytest.mark.timeout(60)

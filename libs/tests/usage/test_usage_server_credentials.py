@@ -278,6 +278,50 @@ def test_a_relink_under_way_during_a_logout_links_nobody(
     assert [b for _, b in posthog.aliases()] == ["acc_a"]
 
 
+def test_credentials_deleted_by_hand_give_the_calls_one_new_anonymous_person(
+    posthog: FakePostHog, cloud: FakeCloud, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rm ~/.arcade/credentials.yaml` while a server runs: no logout ran, so the identity
+    stays linked to A, whose anon_id must not be sent. Its calls went out under a new
+    random id each (a new anonymous "user" per call on the dashboards) until the next
+    login. Once the file has stayed gone for the grace (10 s, shortened here), the
+    server ends the session as a logout would: one new anon_id, no alias, and every call
+    after that is that one person's."""
+    import arcade_identity._identity as identity_module
+    import arcade_usage._server as server
+
+    monkeypatch.setattr(identity_module, "CREDENTIALS_GONE_GRACE", 0.5)
+    monkeypatch.setattr(server, "CREDENTIALS_GONE_GRACE", 0.5)
+    tracker = _server_linked_to_a(cloud, posthog)
+    linked_anon = json.loads((work_dir / "usage.json").read_bytes())["anon_id"]
+
+    (work_dir / "credentials.yaml").unlink()  # by hand
+    on_disk: dict[str, Any] = {}
+
+    def a_call_as_a_new_person() -> bool:
+        tracker.track_tool_call(True)
+        on_disk.update(json.loads((work_dir / "usage.json").read_bytes()))
+        anon = on_disk["anon_id"]
+        return anon != linked_anon and any(e["distinct_id"] == anon for e in posthog.events(CALLED))
+
+    try:
+        wait_until(a_call_as_a_new_person, timeout=20, interval=0.05)
+        for _ in range(10):
+            tracker.track_tool_call(True)
+    finally:
+        wait_until(lambda: not sender_pids(work_dir), timeout=15)
+    assert on_disk["linked_principal_id"] is None
+    calls = [e["distinct_id"] for e in posthog.events(CALLED)]
+    new_anon = on_disk["anon_id"]
+    assert calls[-10:] == [new_anon] * 10
+    before = calls[: calls.index(new_anon)]  # during the grace: nobody's, each once
+    assert before
+    assert len(set(before)) == len(before)
+    assert not {"acc_a", linked_anon} & set(calls)
+    assert not posthog.same_person(new_anon, "acc_a")
+    assert [b for _, b in posthog.aliases()] == ["acc_a"]
+
+
 TRIGGERING_CALL = r"""
 import hashlib, json, sys, time  # hashlib: a changed file is hashed (as before)
 from arcade_usage import ServerTracker

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         replace_file,
         write_atomic,
     )
-    from arcade_identity._identity import UsageIdentity
+    from arcade_identity._identity import CREDENTIALS_GONE_GRACE, UsageIdentity
     from arcade_identity._lookup import Principal, lookup_principal, shown_url
     from arcade_identity._paths import (
         CREDENTIALS_FILE,
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 _NAMES = {
     "ArcadeIdentityError": "exceptions",
     "CREDENTIALS_FILE": "_paths",
+    "CREDENTIALS_GONE_GRACE": "_identity",
     "Credentials": "_credentials",
     "CredentialsError": "exceptions",
     "CredentialsUnreadableError": "exceptions",
@@ -109,6 +110,7 @@ _NAMES = {
 
 __all__ = [
     "CREDENTIALS_FILE",
+    "CREDENTIALS_GONE_GRACE",
     "DEFAULT_CLOUD_URL",
     "DISABLED_FILE",
     "LOOKUP_FAILURE_FILE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -14,11 +15,12 @@ from arcade_identity._lookup import ACCESS_TOKEN, API_KEY, FailedLookups, lookup
 from arcade_identity._paths import CREDENTIALS_FILE, LOOKUP_FAILURE_FILE, arcade_dir
 from arcade_identity._store import (
     ANON_ID,
+    CREDENTIALS_GONE_SINCE,
     LINKED_CREDENTIALS,
-    LINKED_PRINCIPAL_ID,
     Data,
     IdentityStore,
     linked_principal,
+    linked_to,
     rotated,
 )
 from arcade_identity.exceptions import (
@@ -36,6 +38,10 @@ LOCK_TIMEOUT = 5.0
 RESOLVE_BUDGET = 1.9
 """Seconds for a whole principal resolution (read, parse, imports, request): with recording
 a failure, a command never waits more than 2 s for Arcade Cloud."""
+CREDENTIALS_GONE_GRACE = 10.0
+"""Seconds a linked identity's credentials file stays gone before its session is ended as a
+logout ends it: longer than any logout takes from deleting the file to ending the session
+itself, whose event must still go out as the account."""
 
 
 class UsageIdentity:
@@ -140,9 +146,7 @@ class UsageIdentity:
         fingerprint = self._fingerprint_for(principal_id)
 
         def link(data: Data) -> Data:
-            data[LINKED_PRINCIPAL_ID] = principal_id
-            data[LINKED_CREDENTIALS] = fingerprint
-            return data
+            return linked_to(data, principal_id, fingerprint)
 
         self._data = self._store.update(link, timeout=LOCK_TIMEOUT)
         self._principal = (principal_id,) if fingerprint else None
@@ -191,8 +195,7 @@ class UsageIdentity:
             if linked == principal_id:
                 if fingerprint is None or data.get(LINKED_CREDENTIALS) == fingerprint:
                     return None
-                data[LINKED_CREDENTIALS] = fingerprint
-                return data
+                return linked_to(data, principal_id, fingerprint)
             if linked is not None:
                 data = rotated(data)
             made = True
@@ -202,9 +205,7 @@ class UsageIdentity:
                 pass  # delivered or queued is the caller's business; the link stands
             except BaseException as exc:
                 interrupted.append(exc)
-            data[LINKED_PRINCIPAL_ID] = principal_id
-            data[LINKED_CREDENTIALS] = fingerprint
-            return data
+            return linked_to(data, principal_id, fingerprint)
 
         try:
             self._data = self._store.update(link, timeout=timeout)
@@ -231,6 +232,52 @@ class UsageIdentity:
         self._data = self._store.update(end, timeout=timeout)
         self._principal = None
         self._looked_up = None
+        return ended
+
+    def end_session_if_credentials_gone(
+        self, *, grace: float | None = None, timeout: float = 0.0
+    ) -> bool:
+        """The logout of credentials deleted by hand (or by a tool that left `usage.json`
+        alone): True if this call ended the session, rotating `anon_id` as a logout does.
+
+        Linked, with no credentials file: `anon_id` belongs to that account, and events
+        sent as it would count as theirs. The first process to find this writes down
+        when; one that finds it still so `grace` s (CREDENTIALS_GONE_GRACE) later or
+        more ends the session, once.
+        Until then events go out under one-off ids (the tracker's part): an `arcade
+        logout` deletes the file first and ends the session itself a moment later, and
+        its event must still go out as the account. A date that is not a real past one
+        (the clock went back) starts the wait again.
+
+        Waits at most `timeout` s for the lock (IdentityBusyError after that; 0: not at
+        all); IdentityUnavailableError if the file cannot be read or written.
+        """
+        path = self.credentials_path
+        if _credentials.current_stat(path) is not None:
+            return False  # the usual case: a stat, no lock
+        wait = CREDENTIALS_GONE_GRACE if grace is None else grace
+        ended = False
+
+        def end(data: Data) -> Data | None:
+            nonlocal ended
+            if linked_principal(data) is None or _credentials.current_stat(path) is not None:
+                return None
+            now, since = self._clock(), data.get(CREDENTIALS_GONE_SINCE)
+            waited = -1.0
+            if isinstance(since, (int, float)) and not isinstance(since, bool):
+                waited = now - since
+            if not 0 <= waited < math.inf:
+                data[CREDENTIALS_GONE_SINCE] = now
+                return data
+            if waited < wait:
+                return None
+            ended = True
+            return rotated(data)
+
+        self._data = self._store.update(end, timeout=timeout)
+        if ended:
+            self._principal = None
+            self._looked_up = None
         return ended
 
     def revalidate(self) -> None:

@@ -46,6 +46,8 @@ ANON_ID = "anon_id"
 LINKED_PRINCIPAL_ID = "linked_principal_id"
 LINKED_CREDENTIALS = "linked_credentials"
 """The fingerprint of the credentials `linked_principal_id` was looked up with."""
+CREDENTIALS_GONE_SINCE = "credentials_gone_since"
+"""When (Unix seconds) a process first found a linked identity's credentials file gone."""
 
 _UNKNOWN = object()  # a version of the file that cannot be recognised again by its stat
 
@@ -172,6 +174,15 @@ def rotated(data: Data) -> Data:
     data[ANON_ID] = str(uuid.uuid4())
     data[LINKED_PRINCIPAL_ID] = None
     data.pop(LINKED_CREDENTIALS, None)
+    data.pop(CREDENTIALS_GONE_SINCE, None)
+    return data
+
+
+def linked_to(data: Data, principal_id: str, fingerprint: object) -> Data:
+    """`data` linked to `principal_id`, found in the credentials `fingerprint` describes."""
+    data[LINKED_PRINCIPAL_ID] = principal_id
+    data[LINKED_CREDENTIALS] = fingerprint
+    data.pop(CREDENTIALS_GONE_SINCE, None)
     return data
 
 

@@ -19,7 +19,7 @@ import uuid
 import weakref
 from typing import Any
 
-from arcade_identity import IdentityUnavailableError, UsageIdentity
+from arcade_identity import CREDENTIALS_GONE_GRACE, IdentityUnavailableError, UsageIdentity
 from arcade_usage._consent import print_notice, state_in
 from arcade_usage._env import debug_enabled, in_sender
 from arcade_usage._events import (
@@ -35,7 +35,12 @@ from arcade_usage._events import (
 )
 from arcade_usage._scrub import scrub
 from arcade_usage._service import UsageService
-from arcade_usage._tracker import event_sender, known_secrets, link_principal
+from arcade_usage._tracker import (
+    end_session_if_credentials_gone,
+    event_sender,
+    known_secrets,
+    link_principal,
+)
 
 SERVER_DISTRIBUTION = "arcade-mcp-server"
 RELINK_RETRY = 300.0
@@ -233,7 +238,9 @@ class ServerTracker:
         (again after RELINK_RETRY, if it found no one), one at a time. `version`: the
         file's, as `_credentials_version` gives it."""
         now, last = time.monotonic(), self._relinked
-        if last is not None and last[0] == version and now - last[1] < RELINK_RETRY:
+        # No file (deleted by hand): looked at again once its session may be ended.
+        retry = RELINK_RETRY if version is not None else CREDENTIALS_GONE_GRACE
+        if last is not None and last[0] == version and now - last[1] < retry:
             return
         if not self._relinking.acquire(blocking=False):
             return
@@ -274,7 +281,8 @@ class ServerTracker:
             self._claimed_account(self._credentials_version(), parse=True)
             identity = UsageIdentity(self._arcade_or_work_dir())
             identity.load_or_create()
-            link_principal(identity, self.service)
+            if not end_session_if_credentials_gone(identity):
+                link_principal(identity, self.service)
         except IdentityUnavailableError:
             pass
         except Exception as exc:

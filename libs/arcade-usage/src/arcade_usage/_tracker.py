@@ -216,7 +216,9 @@ def event_sender(identity: UsageIdentity, principal: str | None) -> tuple[str, b
     no longer show (replaced by B's and the switch not made in time, removed by
     hand, a lookup that failed). Then `anon_id` is that account's, and an event
     sent as it would count as theirs: it goes out under a one-off random id,
-    belonging to nobody.
+    belonging to nobody. Credentials gone for good (deleted by hand) end the
+    session as a logout would, once they have been gone a while: then the event
+    is the new `anon_id`'s.
     """
     if principal is not None:
         return principal, False
@@ -226,10 +228,21 @@ def event_sender(identity: UsageIdentity, principal: str | None) -> tuple[str, b
         return linked, False
     data = identity.load_or_create()
     if data.get("linked_principal_id"):
+        if end_session_if_credentials_gone(identity):
+            return identity.anon_id, True
         import uuid
 
         return str(uuid.uuid4()), True
     return str(data["anon_id"]), True
+
+
+def end_session_if_credentials_gone(identity: UsageIdentity) -> bool:
+    """`UsageIdentity.end_session_if_credentials_gone`, never waiting for the lock: a
+    process that finds it held leaves the decision to the next look."""
+    try:
+        return identity.end_session_if_credentials_gone()
+    except IdentityUnavailableError:  # IdentityBusyError among them
+        return False
 
 
 def link_principal(identity: UsageIdentity, service: UsageService) -> str | None:
