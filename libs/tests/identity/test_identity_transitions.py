@@ -9,6 +9,7 @@ made. The PostHog alias is a callback that takes ALIAS_SECONDS, as a request wou
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -303,22 +304,56 @@ def test_credentials_deleted_by_hand_end_the_session_once_they_stay_gone(
     assert _on_disk(work_dir) == on_disk
 
 
-def test_credentials_back_within_the_grace_keep_the_link(work_dir: Path) -> None:
-    """A file deleted and written again (a login as the same account) is no logout: the
-    link stands, and what was written down of the gap goes with the new link."""
+def test_credentials_back_as_they_were_keep_the_link_and_the_next_deletion_waits_again(
+    work_dir: Path,
+) -> None:
+    """Deleted, then restored by hand with the same bytes (or saved again by a login as
+    the same account): the link stands, trusted by the file's hash with no lookup. The
+    first look that trusts it forgets when the file was found gone: left behind, that
+    date would let a later deletion (a real logout's) end the session at once, before
+    the logout ends it itself as the account."""
     clock = Clock()
     _linked_to_a(work_dir)
+    saved = (work_dir / "credentials.yaml").read_bytes()
     remove_credentials()
     assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
-    save_credentials(Credentials("key-a", "a@example.com"))
+    assert "credentials_gone_since" in _on_disk(work_dir)
+
+    (work_dir / "credentials.yaml").write_bytes(saved)
     clock.now += 3600
     assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
-    assert _on_disk(work_dir)["linked_principal_id"] == "prn_a"
-    UsageIdentity().link_principal("prn_a", Aliases(), timeout=5)  # the login's relink
+    assert UsageIdentity().get_principal_id(lookup=False) == "prn_a"  # a command's look
     assert "credentials_gone_since" not in _on_disk(work_dir)
 
+    remove_credentials()  # `arcade logout`, whose own session end is a moment away
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    assert _on_disk(work_dir)["linked_principal_id"] == "prn_a"
+    assert UsageIdentity().end_session() == "prn_a"  # the logout ends it, as the account
 
-@pytest.mark.parametrize("written", ["the future", "not a date", "true", "nan"])
+
+@pytest.mark.parametrize("what", ["directory", "fifo", "link to nothing"])
+def test_anything_but_a_file_at_the_credentials_counts_as_gone(work_dir: Path, what: str) -> None:
+    """A directory (what a bind mount of a missing file leaves), a FIFO or a dangling
+    link holds no credentials: the session ends after the grace, as for a deletion."""
+    clock = Clock()
+    _linked_to_a(work_dir)
+    path = work_dir / "credentials.yaml"
+    remove_credentials()
+    if what == "directory":
+        path.mkdir()
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(work_dir / "nowhere.yaml")
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False
+    clock.now += CREDENTIALS_GONE_GRACE
+    assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is True
+    assert _on_disk(work_dir)["linked_principal_id"] is None
+
+
+@pytest.mark.parametrize(
+    "written", ["the future", "not a date", "true", "nan", "an integer no float holds"]
+)
 def test_a_gap_dated_in_the_future_or_not_at_all_starts_the_wait_again(
     work_dir: Path, written: str
 ) -> None:
@@ -333,6 +368,7 @@ def test_a_gap_dated_in_the_future_or_not_at_all_starts_the_wait_again(
         "not a date": "yesterday",
         "true": True,
         "nan": float("nan"),
+        "an integer no float holds": 10**400,
     }[written]
     (work_dir / "usage.json").write_text(json.dumps(data))
     assert UsageIdentity(clock=clock).end_session_if_credentials_gone() is False

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from arcade_identity._store import (
 )
 from arcade_identity.exceptions import (
     CredentialsError,
+    IdentityUnavailableError,
     InvalidApiKeyError,
     LookupNotSentError,
     PrincipalLookupError,
@@ -253,19 +256,23 @@ class UsageIdentity:
         all); IdentityUnavailableError if the file cannot be read or written.
         """
         path = self.credentials_path
-        if _credentials.current_stat(path) is not None:
+        if not _gone(path):
+            data = self._peek_cached()
+            if data is not None and CREDENTIALS_GONE_SINCE in data:
+                self._forget_credentials_gone()
             return False  # the usual case: a stat, no lock
         wait = CREDENTIALS_GONE_GRACE if grace is None else grace
         ended = False
 
         def end(data: Data) -> Data | None:
             nonlocal ended
-            if linked_principal(data) is None or _credentials.current_stat(path) is not None:
+            if linked_principal(data) is None or not _gone(path):
                 return None
             now, since = self._clock(), data.get(CREDENTIALS_GONE_SINCE)
             waited = -1.0
             if isinstance(since, (int, float)) and not isinstance(since, bool):
-                waited = now - since
+                with contextlib.suppress(OverflowError):  # an integer no clock gives
+                    waited = now - float(since)
             if not 0 <= waited < math.inf:
                 data[CREDENTIALS_GONE_SINCE] = now
                 return data
@@ -279,6 +286,21 @@ class UsageIdentity:
             self._principal = None
             self._looked_up = None
         return ended
+
+    def _forget_credentials_gone(self) -> None:
+        """The credentials file is back: the date its absence was found goes, if the lock
+        is free now (else at a later look). Left behind, it would let the next deletion
+        end the session at once, before the logout that made it could."""
+        path = self.credentials_path
+
+        def forget(data: Data) -> Data | None:
+            if CREDENTIALS_GONE_SINCE not in data or _gone(path):
+                return None
+            del data[CREDENTIALS_GONE_SINCE]
+            return data
+
+        with contextlib.suppress(IdentityUnavailableError):
+            self._data = self._store.update(forget, timeout=0)
 
     def revalidate(self) -> None:
         """Forget what changed on disk since it was loaded, for a long-lived process.
@@ -308,7 +330,8 @@ class UsageIdentity:
         file is the one it was linked with. Otherwise the key is looked up (once per
         process, 2 s at most); a failed lookup is remembered for five minutes so the
         following commands do not wait again. With `lookup=False`, only the first
-        of these: no network, no YAML, no lock, nothing created.
+        of these: no network, no YAML, nothing created, and no lock (but once, never
+        waiting for it, after the credentials came back from being deleted).
         """
         if self._principal is not None:
             cached = self._principal[0]
@@ -355,6 +378,8 @@ class UsageIdentity:
         recorded = data.get(LINKED_CREDENTIALS)
         if not _credentials.matches(self.credentials_path, recorded):
             return None
+        if CREDENTIALS_GONE_SINCE in data:  # back as they were (restored by hand): once
+            self._forget_credentials_gone()
         self._credentials_seen = (self._credentials_stat(),)
         self._principal = (linked,)
         assert isinstance(recorded, dict)  # matches() said so
@@ -437,3 +462,10 @@ class UsageIdentity:
             return _credentials.stat_key(os.stat(self.credentials_path))
         except OSError:
             return None
+
+
+def _gone(path: Path) -> bool:
+    """Whether no credentials file is there: nothing, or not a file (a directory left by
+    a bind mount, a FIFO, a link to nothing)."""
+    st = _credentials.current_stat(path)
+    return st is None or not stat.S_ISREG(st.st_mode)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -288,6 +289,8 @@ class ServerTracker:
         except Exception as exc:
             self._report(exc)
         finally:
+            if self._relinked is not None:  # the next look counts from this one's end
+                self._relinked = (self._relinked[0], time.monotonic())
             self._relinking.release()
 
     def _create_now(self, identity: UsageIdentity) -> dict[str, Any] | None:
@@ -334,10 +337,13 @@ class ServerTracker:
         return self._secrets[1]
 
     def _credentials_version(self) -> object:
-        """What tells one version of the credentials file from the next, by its stat."""
+        """What tells one version of the credentials file from the next, by its stat; None
+        when there is no file (nothing, or not a file: a directory, a FIFO)."""
         try:
             st = os.stat(self.identity.credentials_path)
         except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 

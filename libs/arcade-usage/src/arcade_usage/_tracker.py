@@ -238,10 +238,11 @@ def event_sender(identity: UsageIdentity, principal: str | None) -> tuple[str, b
 
 def end_session_if_credentials_gone(identity: UsageIdentity) -> bool:
     """`UsageIdentity.end_session_if_credentials_gone`, never waiting for the lock: a
-    process that finds it held leaves the decision to the next look."""
+    process that finds it held leaves the decision to the next look. Whatever fails
+    here costs the decision, never the event."""
     try:
         return identity.end_session_if_credentials_gone()
-    except IdentityUnavailableError:  # IdentityBusyError among them
+    except Exception:  # IdentityBusyError, among others
         return False
 
 
